@@ -1,0 +1,12 @@
+"""Actors: each owns its state and is reached only through its mailbox."""
+
+from engage.actors.content import ContentActor, ContentDirectory, GetCounts, Interact
+from engage.actors.flush import FlushActor, FlushNow, SweeperActor, SweepNow, apply_batch
+from engage.actors.mirror import Apply, Hydrate, MirrorActor, ReadCounts
+from engage.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef, Envelope, Mailbox, Reply
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT", "ActorRef", "Apply", "ContentActor", "ContentDirectory", "Envelope",
+    "FlushActor", "FlushNow", "GetCounts", "Hydrate", "Interact", "Mailbox", "MirrorActor",
+    "ReadCounts", "Reply", "SweepNow", "SweeperActor", "apply_batch",
+]

@@ -1,0 +1,75 @@
+"""The sweeper: finishes flushes that a dead process left half done.
+
+A batch still in Redis ``stale_after`` seconds after its hand-off belongs to a
+process that died (or is stuck); any process may re-apply it, because Postgres
+records batch ids and refuses a second application. The sweeper also reports
+the age of the oldest change not yet in Postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from engage import metrics
+from engage.actors.flush.actor import apply_batch
+from engage.actors.flush.messages import SweepNow
+from engage.actors.ref import ActorRef, Mailbox
+from engage.errors import StoreError
+from engage.store.protocols import CounterCache, CounterDatabase
+
+log = logging.getLogger(__name__)
+
+SWEEPER_MAILBOX_SIZE = 16
+
+
+class SweeperActor:
+    """Re-applies stale batches and measures flush lag.
+
+    Args:
+        interval: seconds between sweeps.
+        stale_after: a batch this old (seconds since hand-off) is swept.
+    """
+
+    def __init__(self, cache: CounterCache, database: CounterDatabase, *, interval: float,
+                 stale_after: float) -> None:
+        self.cache = cache
+        self.database = database
+        self.interval = interval
+        self.stale_after = stale_after
+        self.mailbox = Mailbox(SWEEPER_MAILBOX_SIZE)
+        self.ref = ActorRef("sweeper", self.mailbox)
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self.ref)
+        while True:
+            envelope = None
+            with trio.move_on_after(self.interval):
+                envelope = await self.mailbox.receive_channel.receive()
+            try:
+                swept = await self.sweep()
+            except StoreError as exc:
+                log.warning("sweep failed: %s", exc)
+                if envelope is not None and envelope.reply is not None:
+                    envelope.reply.fail(exc)
+                continue
+            if envelope is not None and envelope.reply is not None:
+                if isinstance(envelope.message, SweepNow):
+                    envelope.reply.set(swept)
+                else:
+                    envelope.reply.fail(TypeError(f"sweeper cannot handle {envelope.message!r}"))
+
+    async def sweep(self) -> int:
+        """Re-apply every stale batch; update the lag gauge. Returns batches swept."""
+        swept = 0
+        for batch_id in await self.cache.stale_batches(self.stale_after):
+            report = await apply_batch(self.cache, self.database, batch_id)
+            log.warning("swept batch %s left by a dead process (%d events, applied=%s)",
+                        batch_id, report.events, report.applied)
+            metrics.SWEPT_BATCHES.inc()
+            swept += 1
+        oldest = await self.cache.oldest_pending()
+        metrics.OLDEST_UNFLUSHED.set(0 if oldest is None else max(0.0, time.time() - oldest))
+        return swept

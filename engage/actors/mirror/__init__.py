@@ -1,0 +1,4 @@
+from engage.actors.mirror.actor import MirrorActor
+from engage.actors.mirror.messages import Apply, Hydrate, ReadCounts
+
+__all__ = ["Apply", "Hydrate", "MirrorActor", "ReadCounts"]

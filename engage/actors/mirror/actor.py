@@ -1,0 +1,81 @@
+"""The mirror actor: group commit of counter changes into Redis.
+
+Every content actor in the process asks this one actor to apply its ops. While
+one pipeline is in flight the next requests queue up, and the whole queue goes
+out as the next pipeline: one bridge crossing and one Redis round trip for
+many items, however many requests arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from engage import metrics
+from engage.actors.mirror.messages import Apply, Hydrate, ReadCounts
+from engage.actors.ref import ActorRef, Envelope, Mailbox
+from engage.store.protocols import CounterCache
+
+log = logging.getLogger(__name__)
+
+MIRROR_MAILBOX_SIZE = 8192
+#: Most requests folded into one pipeline.
+MIRROR_MAX_BATCH = 1024
+
+
+class MirrorActor:
+    """Owns the Redis writes for counters.
+
+    Args:
+        cache: the Redis counter cache.
+    """
+
+    def __init__(self, cache: CounterCache, *, mailbox_size: int = MIRROR_MAILBOX_SIZE) -> None:
+        self.cache = cache
+        self.mailbox = Mailbox(mailbox_size)
+        self.ref = ActorRef("mirror", self.mailbox)
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self.ref)
+        receive = self.mailbox.receive_channel
+        while True:
+            batch = [await receive.receive()]
+            batch += self.mailbox.drain_nowait(MIRROR_MAX_BATCH - 1)
+            metrics.MIRROR_BATCH_SIZE.observe(len(batch))
+            await self._process(batch)
+
+    async def _process(self, batch: list[Envelope]) -> None:
+        applies = [e for e in batch if isinstance(e.message, Apply)]
+        reads = [e for e in batch if isinstance(e.message, ReadCounts)]
+        for envelope in batch:
+            if isinstance(envelope.message, Hydrate):
+                msg = envelope.message
+                await self._answer([envelope], self._hydrate_one, msg)
+            elif not isinstance(envelope.message, (Apply, ReadCounts)):
+                log.error("mirror: unexpected message %r", envelope.message)
+                if envelope.reply is not None:
+                    envelope.reply.fail(TypeError(f"mirror cannot handle {envelope.message!r}"))
+        if applies:
+            await self._answer(applies, self.cache.apply_many,
+                               [(e.message.content_id, e.message.ops) for e in applies])
+        if reads:
+            await self._answer(reads, self.cache.read_many,
+                               [e.message.content_id for e in reads])
+
+    async def _hydrate_one(self, msg: Hydrate) -> list[bool]:
+        return [await self.cache.hydrate(msg.content_id, msg.snapshot)]
+
+    @staticmethod
+    async def _answer(envelopes: list[Envelope], call, arg) -> None:
+        try:
+            results = await call(arg)
+        except Exception as exc:  # StoreError and bugs alike: every asker hears of it
+            log.warning("mirror: redis call failed: %s", exc)
+            for envelope in envelopes:
+                if envelope.reply is not None:
+                    envelope.reply.fail(exc)
+            return
+        for envelope, result in zip(envelopes, results):
+            if envelope.reply is not None:
+                envelope.reply.set(result)

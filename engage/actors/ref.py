@@ -1,0 +1,174 @@
+"""Mailboxes, references and replies: how actors talk.
+
+An actor owns a bounded :class:`Mailbox`. Other code holds an :class:`ActorRef`
+to it and either ``tell``s (fire and forget) or ``ask``s (wait for a reply).
+The mailbox outlives restarts of the actor that reads it, so a supervisor can
+restart a crashed actor without invalidating the references others hold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from engage.errors import ActorDeadError, AskTimeout, MailboxFull
+
+T = TypeVar("T")
+
+#: Default time an ``ask`` waits for its reply, in seconds.
+DEFAULT_ASK_TIMEOUT = 5.0
+
+
+class Reply(Generic[T]):
+    """A one-shot slot for the answer to an ``ask``.
+
+    The actor that handles the message calls :meth:`set` or :meth:`fail` once;
+    the asker awaits :meth:`get`.
+    """
+
+    __slots__ = ("_event", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, value: T) -> None:
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+    async def get(self, timeout: float = DEFAULT_ASK_TIMEOUT) -> T:
+        """Wait for the answer.
+
+        Raises:
+            AskTimeout: no answer within ``timeout`` seconds.
+            Exception: whatever the actor passed to :meth:`fail`.
+        """
+        with trio.move_on_after(timeout):
+            await self._event.wait()
+        if not self._event.is_set():
+            raise AskTimeout(f"no reply within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message as it sits in a mailbox, with the reply slot if it was asked."""
+
+    message: Any
+    reply: Reply | None = None
+
+
+class Mailbox:
+    """A bounded memory channel pair. Created once per actor identity."""
+
+    def __init__(self, size: int) -> None:
+        if size <= 0 or size == math.inf:
+            raise ValueError("mailboxes are bounded: size must be a positive integer")
+        self.size = size
+        self.send_channel, self.receive_channel = trio.open_memory_channel[Envelope](size)
+
+    def close(self) -> None:
+        """Refuse further messages; senders then get :class:`ActorDeadError`."""
+        self.receive_channel.close()
+
+    def drain_nowait(self, limit: int | None = None) -> list[Envelope]:
+        """Take what is queued (up to ``limit``), including senders blocked on a
+        full box.
+
+        Runs without yielding, so nothing can slip in between this and a
+        following :meth:`close`.
+        """
+        out: list[Envelope] = []
+        while limit is None or len(out) < limit:
+            try:
+                out.append(self.receive_channel.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        return out
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        return self.send_channel.statistics()
+
+
+class ActorRef:
+    """A handle to an actor's mailbox.
+
+    Args:
+        name: for logs and errors.
+        mailbox: the mailbox the actor reads.
+    """
+
+    __slots__ = ("name", "_mailbox")
+
+    def __init__(self, name: str, mailbox: Mailbox) -> None:
+        self.name = name
+        self._mailbox = mailbox
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name}>"
+
+    async def tell(self, message: Any) -> None:
+        """Send without waiting for a reply; waits while the mailbox is full."""
+        await self._send(Envelope(message))
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send without waiting at all.
+
+        Raises:
+            MailboxFull: the mailbox is at its bound.
+            ActorDeadError: the actor has stopped.
+        """
+        try:
+            self._mailbox.send_channel.send_nowait(Envelope(message))
+        except trio.WouldBlock:
+            raise MailboxFull(f"{self.name}: mailbox full ({self._mailbox.size})") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ActorDeadError(self.name) from None
+
+    async def request(self, message: Any) -> Reply:
+        """Deliver ``message`` and return its reply slot without waiting on it.
+
+        Lets one caller fan a request out to many actors and then collect.
+        """
+        reply: Reply = Reply()
+        await self._send(Envelope(message, reply))
+        return reply
+
+    async def ask(self, message: Any, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send ``message`` and wait for the actor's reply.
+
+        The timeout covers both waiting for mailbox space and the reply.
+        """
+        deadline = trio.current_time() + timeout
+        reply = None
+        with trio.move_on_at(deadline):
+            reply = await self.request(message)
+        if reply is None:
+            raise AskTimeout(f"{self.name}: mailbox full for {timeout} s")
+        return await reply.get(max(0.0, deadline - trio.current_time()))
+
+    async def _send(self, envelope: Envelope) -> None:
+        try:
+            await self._mailbox.send_channel.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ActorDeadError(self.name) from None
+
+    @property
+    def alive(self) -> bool:
+        return self._mailbox.statistics().open_receive_channels > 0

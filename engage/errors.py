@@ -1,0 +1,123 @@
+"""Every error Engage raises on purpose, in one short hierarchy.
+
+``EngageError`` is the root. The HTTP gateway maps ``ClientError`` subclasses to
+``application/problem+json`` responses using their ``status`` and ``code``;
+anything else is a server fault (500) and is logged, never shown.
+"""
+
+from __future__ import annotations
+
+
+class EngageError(Exception):
+    """Base class of every error raised on purpose by Engage."""
+
+
+# -- actors and supervision -------------------------------------------------
+
+
+class ActorError(EngageError):
+    """Something went wrong talking to an actor."""
+
+
+class ActorDeadError(ActorError):
+    """The actor has stopped: its mailbox is closed and will never be read."""
+
+
+class MailboxFull(ActorError):
+    """A ``*_nowait`` send found the actor's bounded mailbox full."""
+
+
+class AskTimeout(ActorError):
+    """An ``ask`` got no reply within its timeout."""
+
+
+class RestartBudgetExceeded(EngageError):
+    """A supervisor restarted children more than ``max_restarts`` times in
+    ``max_seconds``; it gives up and escalates to its parent."""
+
+
+class TooManyChildren(ActorError):
+    """A dynamic supervisor is already at ``max_children``."""
+
+
+# -- stores -------------------------------------------------------------------
+
+
+class StoreError(EngageError):
+    """A backing store (Redis or Postgres) failed or is unreachable."""
+
+
+class ConfigError(EngageError):
+    """The configuration is invalid or incomplete."""
+
+
+# -- client-facing ------------------------------------------------------------
+
+
+class ClientError(EngageError):
+    """The client sent something we will not act on.
+
+    Attributes:
+        status: HTTP status code for the problem response.
+        code: stable machine-readable code a client can branch on.
+        detail: human-readable explanation of this occurrence.
+    """
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class ValidationError(ClientError):
+    """The request was well-formed but a field is invalid."""
+
+    code = "invalid"
+    title = "Invalid request"
+
+
+class Unauthorized(ClientError):
+    """No valid credentials were presented."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(ClientError):
+    """The credentials are valid but not allowed to do this."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "too_large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class Unavailable(ClientError):
+    """A dependency is down or the server is overloaded; retry later."""
+
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"

@@ -1,0 +1,222 @@
+"""The HTTP gateway: routes, identity and validation, then a message to an actor.
+
+Thin on purpose: each handler parses, validates (``engage.domain``), asks the
+content actor, and shapes the reply. Errors become problem+json responses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from engage import problems
+from engage.actors import GetCounts, Interact
+from engage.auth import Identity, parse_authorization
+from engage.domain import Counts, Op, make_op, validate_content_id
+from engage.errors import (ActorError, ClientError, StoreError, TooManyChildren, Unavailable,
+                           UnsupportedMediaType, ValidationError)
+from engage.system import System
+
+#: Seconds a request waits on an actor before answering 503.
+REQUEST_TIMEOUT = 10.0
+#: Seconds ``/readyz`` gives each store to answer.
+READY_TIMEOUT = 2.0
+
+
+def create_app(system: System) -> QuartTrio:
+    """The ASGI app for one running :class:`~engage.system.System`."""
+    settings = system.settings
+    app = QuartTrio("engage")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    cap = settings.applause_cap
+
+    # -- helpers ----------------------------------------------------------------
+
+    def identity() -> Identity | None:
+        return parse_authorization(request.headers.get("Authorization"), settings.jwt_secret)
+
+    def user_id() -> str | None:
+        ident = identity()
+        return ident.user if ident else None
+
+    async def json_body(*, required: bool) -> Any:
+        raw = await request.get_data(as_text=False)
+        if not raw:
+            if required:
+                raise ValidationError("request body must be a JSON object", code="missing_body")
+            return None
+        if request.mimetype != "application/json":
+            raise UnsupportedMediaType("send the body as Content-Type: application/json")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"malformed JSON: {exc}", code="malformed_json") from None
+
+    def object_body(body: Any, allowed: set[str]) -> dict:
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise ValidationError("request body must be a JSON object", code="invalid_body")
+        unknown = set(body) - allowed
+        if unknown:
+            raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}",
+                                  code="unknown_field")
+        return body
+
+    async def interact(content_id: str, op: Op):
+        validate_content_id(content_id)
+        (result,) = await system.content.ask(content_id, Interact((op,)), REQUEST_TIMEOUT)
+        return result
+
+    def ok(body: dict, status: int = 200) -> Response:
+        return Response(json.dumps(body), status=status, content_type="application/json")
+
+    # -- errors -------------------------------------------------------------------
+
+    @app.errorhandler(ClientError)
+    async def _client_error(exc: ClientError):
+        return problems.from_client_error(exc)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException):
+        return problems.from_http_exception(exc)
+
+    @app.errorhandler(StoreError)
+    async def _store_error(exc: StoreError):
+        return problems.from_client_error(Unavailable(
+            "a backing store is unavailable; retry shortly", code="store_unavailable"))
+
+    @app.errorhandler(ActorError)
+    async def _actor_error(exc: ActorError):
+        if isinstance(exc, TooManyChildren):
+            detail = "too many active items on this server; retry shortly"
+        else:
+            detail = "the server is busy; retry shortly"
+        return problems.from_client_error(Unavailable(detail, code="busy"))
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception):
+        return problems.from_unexpected(exc)
+
+    # -- counters -------------------------------------------------------------------
+
+    @app.get("/v1/content/<content_id>")
+    async def get_content(content_id: str):
+        validate_content_id(content_id)
+        counts: Counts = await system.content.ask(content_id, GetCounts(), REQUEST_TIMEOUT)
+        return ok(counts.as_dict(content_id))
+
+    @app.post("/v1/content/<content_id>/views")
+    async def post_view(content_id: str):
+        body = object_body(await json_body(required=False), {"viewer"})
+        op = make_op("view", user=user_id(), viewer=body.get("viewer"), cap=cap)
+        result = await interact(content_id, op)
+        return ok(result.public("view"), 202)
+
+    @app.put("/v1/content/<content_id>/like")
+    async def put_like(content_id: str):
+        object_body(await json_body(required=False), set())
+        result = await interact(content_id, make_op("like", user=user_id(), cap=cap))
+        return ok(result.public("like"))
+
+    @app.delete("/v1/content/<content_id>/like")
+    async def delete_like(content_id: str):
+        result = await interact(content_id, make_op("unlike", user=user_id(), cap=cap))
+        return ok(result.public("unlike"))
+
+    @app.post("/v1/content/<content_id>/applause")
+    async def post_applause(content_id: str):
+        body = object_body(await json_body(required=True), {"count"})
+        if "count" not in body:
+            raise ValidationError("count is required", code="invalid_count")
+        op = make_op("applause", user=user_id(), count=body["count"], cap=cap)
+        result = await interact(content_id, op)
+        return ok(result.public("applause"))
+
+    @app.post("/v1/events")
+    async def post_events():
+        body = await json_body(required=True)
+        if isinstance(body, dict):
+            body = object_body(body, {"events"}).get("events")
+        if not isinstance(body, list):
+            raise ValidationError('body must be {"events": [...]} or a JSON array',
+                                  code="invalid_body")
+        if not 1 <= len(body) <= settings.events_max_batch:
+            raise ValidationError(f"send 1-{settings.events_max_batch} events per batch",
+                                  code="batch_size")
+        return ok({"results": await _ingest(body, user_id())})
+
+    async def _ingest(events: list, user: str | None) -> list[dict]:
+        results: list[dict | None] = [None] * len(events)
+        groups: dict[str, list[tuple[int, Op]]] = {}
+        for i, event in enumerate(events):
+            try:
+                if not isinstance(event, dict):
+                    raise ValidationError("each event must be a JSON object", code="invalid_event")
+                unknown = set(event) - {"type", "content", "count", "viewer"}
+                if unknown:
+                    raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}",
+                                          code="unknown_field")
+                content_id = validate_content_id(event.get("content"))
+                op = make_op(event.get("type"), user=user, viewer=event.get("viewer"),
+                             count=event.get("count"), cap=cap)
+            except ClientError as exc:
+                results[i] = {"ok": False, "status": exc.status, "code": exc.code,
+                              "detail": exc.detail}
+                continue
+            groups.setdefault(content_id, []).append((i, op))
+        replies = []
+        for content_id, items in groups.items():
+            ops = tuple(op for _, op in items)
+            replies.append((items, await system.content.request(content_id, Interact(ops))))
+        for items, reply in replies:
+            try:
+                op_results = await reply.get(REQUEST_TIMEOUT)
+            except (StoreError, ActorError) as exc:
+                for i, _ in items:
+                    results[i] = {"ok": False, "status": 503, "code": "unavailable",
+                                  "detail": f"not applied: {type(exc).__name__}"}
+                continue
+            for (i, op), res in zip(items, op_results):
+                results[i] = {"ok": True, **res.public(op.kind)}
+        return results  # type: ignore[return-value]
+
+    # -- operations ---------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz():
+        return ok({"status": "ok", "instance": system.instance_id})
+
+    @app.get("/readyz")
+    async def readyz():
+        checks = {"redis": system.stores.cache.ping, "postgres": system.stores.database.ping}
+        status: dict[str, str] = {}
+
+        async def check(name, fn):
+            try:
+                with trio.fail_after(READY_TIMEOUT):
+                    await fn()
+                status[name] = "ok"
+            except (StoreError, trio.TooSlowError) as exc:
+                status[name] = f"unavailable: {type(exc).__name__}"
+
+        async with trio.open_nursery() as nursery:
+            for name, fn in checks.items():
+                nursery.start_soon(check, name, fn)
+        if all(v == "ok" for v in status.values()):
+            return ok({"status": "ready", **status})
+        return problems.problem(503, "Not ready", "a backing store is unreachable",
+                                code="not_ready", checks=status)
+
+    @app.get("/metrics")
+    async def metrics_endpoint():
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    return app

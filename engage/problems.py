@@ -1,0 +1,46 @@
+"""RFC 9457 problem details: every HTTP error Engage returns."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from quart import Response
+from werkzeug.exceptions import HTTPException
+
+from engage import metrics
+from engage.errors import ClientError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, *, code: str,
+            headers: dict[str, str] | None = None, **extra) -> Response:
+    """A ``application/problem+json`` response."""
+    metrics.HTTP_ERRORS.labels(str(status)).inc()
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            "code": code, **extra}
+    return Response(json.dumps(body), status=status, content_type=PROBLEM_JSON,
+                    headers=headers or {})
+
+
+def from_client_error(exc: ClientError) -> Response:
+    return problem(exc.status, exc.title, exc.detail, code=exc.code)
+
+
+def from_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(status, "http_error")
+    headers = {}
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return problem(status, exc.name, exc.description or exc.name, code=code, headers=headers)
+
+
+def from_unexpected(exc: BaseException) -> Response:
+    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+    return problem(500, "Internal server error",
+                   "the server failed to handle this request; it has been logged",
+                   code="internal")

@@ -1,0 +1,149 @@
+"""Configuration: ``config/default.toml``, an optional ``--config`` file, then
+``ENGAGE_*`` environment variables, each overriding the one before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from engage.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+ENV_PREFIX = "ENGAGE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with its type; defaults live in ``config/default.toml``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""
+    redis_url: str = ""
+    redis_prefix: str = "engage:"
+    jwt_secret: str = ""
+    dev_mode: bool = False
+    applause_cap: int = 50
+    flush_interval: float = 1.0
+    flush_max_retry_delay: float = 30.0
+    sweep_stale_after: float = 15.0
+    sweep_interval: float = 5.0
+    counter_ttl: int = 604800
+    content_idle_timeout: float = 60.0
+    max_content_actors: int = 100_000
+    events_max_batch: int = 1000
+    max_body_bytes: int = 65536
+    database_pool_size: int = 10
+    redis_pool_size: int = 50
+    backlog: int = 4096
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        """True when either store URL is unset and run.py must bring its own."""
+        return not self.database_url or not self.redis_url
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to log: secrets and URL passwords hidden."""
+        out = dataclasses.asdict(self)
+        if out["jwt_secret"]:
+            out["jwt_secret"] = "***"
+        for key in ("database_url", "redis_url"):
+            out[key] = _redact_url(out[key])
+        return out
+
+
+def _redact_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from None
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build :class:`Settings` from the layered sources.
+
+    Args:
+        config_file: an extra TOML file read after the defaults.
+        env: environment to read ``ENGAGE_*`` from (default ``os.environ``).
+        **overrides: final overrides (command-line flags, tests).
+
+    Raises:
+        ConfigError: unknown key, wrong type or unreadable file.
+    """
+    env = os.environ if env is None else env
+    types = {f.name: _type_of(f) for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for path in (DEFAULT_CONFIG, config_file):
+        if path is None:
+            continue
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        for key, value in data.items():
+            if key not in types:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = value
+    for name in types:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - set(types)
+    if unknown:
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    settings = Settings(**{k: _coerce(k, types[k], v) for k, v in values.items()})
+    _validate(settings)
+    return settings
+
+
+def _type_of(f: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
+
+
+def _validate(s: Settings) -> None:
+    checks = [
+        (s.applause_cap >= 1, "applause_cap must be >= 1"),
+        (s.flush_interval > 0, "flush_interval must be > 0"),
+        (s.counter_ttl > 0, "counter_ttl must be > 0"),
+        (s.content_idle_timeout > 0, "content_idle_timeout must be > 0"),
+        (1 <= s.events_max_batch <= 100_000, "events_max_batch must be 1..100000"),
+        (0 < s.port < 65536, "port must be 1..65535"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

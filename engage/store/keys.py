@@ -1,0 +1,54 @@
+"""Every Redis key Engage uses, in one place, under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under ``prefix`` (default ``engage:``)."""
+
+    prefix: str = "engage:"
+
+    def counts(self, content_id: str) -> str:
+        return f"{self.prefix}c:{content_id}"
+
+    def likers(self, content_id: str) -> str:
+        return f"{self.prefix}likers:{content_id}"
+
+    def applause(self, content_id: str) -> str:
+        return f"{self.prefix}clap:{content_id}"
+
+    def hll(self, content_id: str) -> str:
+        return f"{self.prefix}hll:{content_id}"
+
+    def content_keys(self, content_id: str) -> list[str]:
+        return [self.counts(content_id), self.likers(content_id),
+                self.applause(content_id), self.hll(content_id)]
+
+    def stage(self, token: str, part: str) -> str:
+        return f"{self.prefix}stage:{token}:{part}"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}pending"
+
+    @property
+    def pending_since(self) -> str:
+        return f"{self.prefix}pending:since"
+
+    @property
+    def like_seq(self) -> str:
+        return f"{self.prefix}seq:likes"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}batch:{batch_id}"
+
+    @property
+    def batches(self) -> str:
+        return f"{self.prefix}batches"
+
+    @property
+    def batches_since(self) -> str:
+        return f"{self.prefix}batches:since"

@@ -1,0 +1,91 @@
+-- Apply a batch of interactions on one content item, atomically.
+--
+-- KEYS: 1 counts hash, 2 likers set, 3 applause hash (user -> total),
+--       4 HyperLogLog of viewers, 5 pending hash, 6 pending-since string,
+--       7 like sequence counter
+-- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s),
+--       then triples: kind (v|l|u|a), who, count
+-- Returns {0} when the counts hash is missing (the caller reloads it from
+-- Postgres and retries), else {1, unique_viewers, then per op: views, likes,
+-- applause, extra} where extra is the like state (0/1) or the user's applause.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0}
+end
+local sep = '\31'
+local id = ARGV[1]
+local cap = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local cur = redis.call('HMGET', KEYS[1], 'views', 'likes', 'applause')
+local views, likes, applause = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
+local dv, dl, da, events = 0, 0, 0, 0
+local hll_dirty = false
+local seq = nil
+local out = {1, 0}
+for i = 5, #ARGV, 3 do
+  local kind, who, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local extra = 0
+  events = events + 1
+  if kind == 'v' then
+    dv = dv + n
+    views = views + n
+    if who ~= '' and redis.call('PFADD', KEYS[4], who) == 1 then
+      hll_dirty = true
+    end
+  elseif kind == 'l' or kind == 'u' then
+    local changed
+    if kind == 'l' then
+      changed = redis.call('SADD', KEYS[2], who)
+    else
+      changed = redis.call('SREM', KEYS[2], who)
+    end
+    if changed == 1 then
+      seq = seq or redis.call('INCR', KEYS[7])
+      local step = (kind == 'l') and 1 or -1
+      dl = dl + step
+      likes = likes + step
+      redis.call('HSET', KEYS[5], 'L' .. sep .. id .. sep .. who,
+                 ((kind == 'l') and '1:' or '0:') .. seq)
+    end
+    extra = (kind == 'l') and 1 or 0
+  elseif kind == 'a' then
+    local mine = tonumber(redis.call('HGET', KEYS[3], who)) or 0
+    local add = math.max(0, math.min(n, cap - mine))
+    if add > 0 then
+      mine = redis.call('HINCRBY', KEYS[3], who, add)
+      da = da + add
+      applause = applause + add
+      redis.call('HSET', KEYS[5], 'A' .. sep .. id .. sep .. who, mine)
+    end
+    extra = mine
+  else
+    return redis.error_reply('unknown op kind ' .. tostring(kind))
+  end
+  out[#out + 1] = views
+  out[#out + 1] = likes
+  out[#out + 1] = applause
+  out[#out + 1] = extra
+end
+if dv ~= 0 then
+  redis.call('HINCRBY', KEYS[1], 'views', dv)
+  redis.call('HINCRBY', KEYS[5], 'v' .. sep .. id, dv)
+end
+if dl ~= 0 then
+  redis.call('HINCRBY', KEYS[1], 'likes', dl)
+  redis.call('HINCRBY', KEYS[5], 'l' .. sep .. id, dl)
+end
+if da ~= 0 then
+  redis.call('HINCRBY', KEYS[1], 'applause', da)
+  redis.call('HINCRBY', KEYS[5], 'a' .. sep .. id, da)
+end
+if hll_dirty then
+  redis.call('HSET', KEYS[5], 'H' .. sep .. id, 1)
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HINCRBY', KEYS[5], '#events', events)
+  redis.call('SET', KEYS[6], ARGV[2], 'NX')
+end
+for k = 1, 4 do
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+out[2] = redis.call('PFCOUNT', KEYS[4])
+return out

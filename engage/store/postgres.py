@@ -1,0 +1,166 @@
+"""Counters in Postgres through asyncpg on the trio-asyncio bridge.
+
+Each public method crosses the bridge once and does all its work in one
+asyncio coroutine: one pool acquire, one transaction. A flush costs a fixed
+number of statements, whatever the number of events or items in it: rows are
+passed as arrays and expanded with ``unnest``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import asyncpg
+import trio
+
+from engage.domain import FlushBatch, Snapshot
+from engage.errors import StoreError
+from engage.store.bridge import Bridge
+from engage.store.migrations import migrate
+from engage.store.protocols import FlushReport
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a pooled connection or a statement.
+PG_COMMAND_TIMEOUT = 30.0
+PG_CONNECT_TIMEOUT = 10.0
+
+_UPSERT_COUNTERS = """
+INSERT INTO content_counters AS c (id, views, likes, applause, viewers_hll, updated_at)
+SELECT id, v, l, a, h, now()
+  FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[]) AS t(id, v, l, a, h)
+ON CONFLICT (id) DO UPDATE SET
+    views = c.views + EXCLUDED.views,
+    likes = c.likes + EXCLUDED.likes,
+    applause = c.applause + EXCLUDED.applause,
+    viewers_hll = COALESCE(EXCLUDED.viewers_hll, c.viewers_hll),
+    updated_at = now()
+"""
+
+_UPSERT_LIKES = """
+INSERT INTO content_likes AS k (content_id, user_id, liked, seq)
+SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::bigint[])
+ON CONFLICT (content_id, user_id) DO UPDATE
+    SET liked = EXCLUDED.liked, seq = EXCLUDED.seq
+    WHERE k.seq < EXCLUDED.seq
+"""
+
+_UPSERT_APPLAUSE = """
+INSERT INTO content_applause AS p (content_id, user_id, total)
+SELECT * FROM unnest($1::text[], $2::text[], $3::integer[])
+ON CONFLICT (content_id, user_id) DO UPDATE
+    SET total = GREATEST(p.total, EXCLUDED.total)
+"""
+
+
+class PostgresCounters:
+    """:class:`~engage.store.protocols.CounterDatabase` on asyncpg."""
+
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
+        self.pool = pool
+        self.bridge = bridge
+
+    async def apply_batch(self, batch: FlushBatch, hlls: dict[str, bytes]) -> FlushReport:
+        return await self._call(self._aio_apply_batch, batch, hlls)
+
+    async def load(self, content_id: str) -> Snapshot:
+        return await self._call(self._aio_load, content_id)
+
+    async def ping(self) -> None:
+        await self._call(self._aio_ping)
+
+    async def _call(self, fn, *args):
+        try:
+            return await self.bridge.call(fn, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StoreError(f"postgres: {exc}") from exc
+
+    # -- asyncio side ------------------------------------------------------------
+
+    async def _aio_ping(self) -> None:
+        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def _aio_apply_batch(self, batch: FlushBatch, hlls: dict[str, bytes]) -> FlushReport:
+        ids = sorted(set(batch.deltas) | set(hlls))
+        zero = [0, 0, 0]
+        rows = 0
+        statements = 1
+        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
+            async with conn.transaction():
+                fresh = await conn.fetchval(
+                    "INSERT INTO flush_batches (id, events, items) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING true",
+                    batch.id, batch.events, batch.items,
+                )
+                if not fresh:
+                    return FlushReport(batch.id, False, batch.events, batch.items, 1, 0)
+                if ids:
+                    deltas = [batch.deltas.get(i, zero) for i in ids]
+                    await conn.execute(
+                        _UPSERT_COUNTERS, ids, [d[0] for d in deltas], [d[1] for d in deltas],
+                        [d[2] for d in deltas], [hlls.get(i) for i in ids])
+                    statements += 1
+                    rows += len(ids)
+                if batch.likes:
+                    keys = list(batch.likes)
+                    await conn.execute(
+                        _UPSERT_LIKES, [c for c, _ in keys], [u for _, u in keys],
+                        [batch.likes[k][0] for k in keys], [batch.likes[k][1] for k in keys])
+                    statements += 1
+                    rows += len(keys)
+                if batch.applause:
+                    keys = list(batch.applause)
+                    await conn.execute(
+                        _UPSERT_APPLAUSE, [c for c, _ in keys], [u for _, u in keys],
+                        [batch.applause[k] for k in keys])
+                    statements += 1
+                    rows += len(keys)
+        return FlushReport(batch.id, True, batch.events, batch.items, statements, rows)
+
+    async def _aio_load(self, content_id: str) -> Snapshot:
+        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
+            row = await conn.fetchrow(
+                "SELECT views, likes, applause, viewers_hll FROM content_counters WHERE id = $1",
+                content_id)
+            likers = await conn.fetch(
+                "SELECT user_id FROM content_likes WHERE content_id = $1 AND liked", content_id)
+            claps = await conn.fetch(
+                "SELECT user_id, total FROM content_applause WHERE content_id = $1", content_id)
+        if row is None:
+            return Snapshot(likers=tuple(r[0] for r in likers),
+                            applauders=tuple((r[0], r[1]) for r in claps))
+        return Snapshot(row["views"], row["likes"], row["applause"], row["viewers_hll"],
+                        tuple(r[0] for r in likers), tuple((r[0], r[1]) for r in claps))
+
+
+async def _aio_open_pool(dsn: str, size: int) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size,
+                                     command_timeout=PG_COMMAND_TIMEOUT,
+                                     timeout=PG_CONNECT_TIMEOUT)
+    async with pool.acquire() as conn:
+        applied = await migrate(conn)
+    if applied:
+        log.info("applied migrations %s", applied)
+    return pool
+
+
+@asynccontextmanager
+async def open_postgres(dsn: str, bridge: Bridge, *, pool_size: int) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool with the schema migrated, closed on exit.
+
+    Raises:
+        StoreError: Postgres is unreachable or the migration failed.
+    """
+    try:
+        pool = await bridge.call(_aio_open_pool, dsn, pool_size)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        raise StoreError(f"postgres: cannot connect or migrate: {exc}") from exc
+    try:
+        yield pool
+    finally:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(PG_CONNECT_TIMEOUT):
+                await bridge.call(pool.close)

@@ -1,0 +1,243 @@
+"""The counter cache on Redis through redis-py's asyncio client.
+
+Each public method is a trio coroutine that crosses the bridge once; the
+``_aio_*`` methods it runs are plain asyncio and talk to Redis in one pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import AsyncIterator, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from engage.domain import Counts, FlushBatch, Op, OpResult, Snapshot, parse_batch
+from engage.domain.counters import KIND_CODES
+from engage.errors import StoreError
+from engage.store.bridge import Bridge
+from engage.store.keys import Keys
+from engage.store.protocols import ApplyOutcome
+
+#: Socket timeout for ordinary request/response connections, in seconds.
+REDIS_SOCKET_TIMEOUT = 5.0
+REDIS_CONNECT_TIMEOUT = 5.0
+#: Members per command when staging a large item back into Redis.
+HYDRATE_CHUNK = 1000
+
+
+def _script(name: str) -> str:
+    return resources.files("engage.store").joinpath("lua", name).read_text()
+
+
+class RedisCounterCache:
+    """:class:`~engage.store.protocols.CounterCache` on redis-py.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` living on the bridge's loop.
+        bridge: the trio-asyncio crossing.
+        keys: key names.
+        applause_cap: per-user applause limit.
+        ttl: seconds an item's keys live after its last change.
+    """
+
+    def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
+                 applause_cap: int, ttl: int) -> None:
+        self.client = client
+        self.bridge = bridge
+        self.keys = keys
+        self.applause_cap = applause_cap
+        self.ttl = ttl
+        self._sources = {n: _script(n + ".lua") for n in ("apply", "hydrate", "handoff")}
+        self._sha: dict[str, str] = {}
+
+    # -- trio-facing -----------------------------------------------------------
+
+    async def apply_many(self, work: Sequence[tuple[str, Sequence[Op]]]) -> list[ApplyOutcome]:
+        return await self._call(self._aio_apply_many, work)
+
+    async def read_many(self, content_ids: Sequence[str]) -> list[Counts | None]:
+        return await self._call(self._aio_read_many, content_ids)
+
+    async def hydrate(self, content_id: str, snapshot: Snapshot) -> bool:
+        return await self._call(self._aio_hydrate, content_id, snapshot)
+
+    async def hand_off(self, batch_id: str) -> bool:
+        return await self._call(self._aio_hand_off, batch_id)
+
+    async def load_batch(self, batch_id: str) -> tuple[FlushBatch, dict[str, bytes]]:
+        return await self._call(self._aio_load_batch, batch_id)
+
+    async def finish_batch(self, batch_id: str) -> None:
+        await self._call(self._aio_finish_batch, batch_id)
+
+    async def stale_batches(self, older_than: float) -> list[str]:
+        return await self._call(self._aio_stale_batches, older_than)
+
+    async def oldest_pending(self) -> float | None:
+        return await self._call(self._aio_oldest_pending)
+
+    async def ping(self) -> None:
+        await self._call(self.client.ping)
+
+    async def _call(self, fn, *args):
+        try:
+            return await self.bridge.call(fn, *args)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis: {exc}") from exc
+
+    # -- asyncio side ------------------------------------------------------------
+
+    async def _load_scripts(self) -> None:
+        for name, source in self._sources.items():
+            self._sha[name] = await self.client.script_load(source)
+
+    async def _evalsha_pipeline(self, calls: list[tuple[str, list[str], list]]) -> list:
+        """Run ``(script, keys, args)`` calls in one pipeline, reloading scripts
+        once if Redis forgot them (a restart or SCRIPT FLUSH)."""
+        if not self._sha:
+            await self._load_scripts()
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._sha[name], len(keys), *keys, *args)
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self._load_scripts()
+        raise AssertionError("unreachable")
+
+    async def _aio_apply_many(self, work):
+        k = self.keys
+        now_ms = str(int(time.time() * 1000))
+        calls = []
+        for content_id, ops in work:
+            args: list = [content_id, now_ms, self.applause_cap, self.ttl]
+            for op in ops:
+                args += (KIND_CODES[op.kind], op.who, op.count)
+            calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
+                                    k.like_seq], args))
+        replies = await self._evalsha_pipeline(calls)
+        out = []
+        for (content_id, ops), reply in zip(work, replies):
+            if reply[0] == 0:
+                out.append(ApplyOutcome(None))
+                continue
+            results = []
+            for i, op in enumerate(ops):
+                v, l, a, extra = reply[2 + 4 * i: 6 + 4 * i]
+                if op.kind == "applause":
+                    results.append(OpResult(v, l, a, mine=extra))
+                elif op.kind in ("like", "unlike"):
+                    results.append(OpResult(v, l, a, liked=bool(extra)))
+                else:
+                    results.append(OpResult(v, l, a))
+            out.append(ApplyOutcome(tuple(results), reply[1]))
+        return out
+
+    async def _aio_read_many(self, content_ids):
+        pipe = self.client.pipeline(transaction=False)
+        for content_id in content_ids:
+            pipe.hmget(self.keys.counts(content_id), "views", "likes", "applause")
+            pipe.pfcount(self.keys.hll(content_id))
+        replies = await pipe.execute()
+        out: list[Counts | None] = []
+        for i in range(len(content_ids)):
+            (v, l, a), unique = replies[2 * i], replies[2 * i + 1]
+            if v is None and l is None and a is None:
+                out.append(None)
+            else:
+                out.append(Counts(int(v or 0), unique, int(l or 0), int(a or 0)))
+        return out
+
+    async def _aio_hydrate(self, content_id: str, snap: Snapshot) -> bool:
+        token = uuid.uuid4().hex
+        staged = [self.keys.stage(token, p) for p in ("likers", "clap", "hll")]
+        pipe = self.client.pipeline(transaction=False)
+        for i in range(0, len(snap.likers), HYDRATE_CHUNK):
+            pipe.sadd(staged[0], *snap.likers[i:i + HYDRATE_CHUNK])
+        for i in range(0, len(snap.applauders), HYDRATE_CHUNK):
+            chunk = snap.applauders[i:i + HYDRATE_CHUNK]
+            pipe.hset(staged[1], mapping=dict(chunk))
+        if snap.hll:
+            pipe.set(staged[2], snap.hll)
+        for key in staged:
+            pipe.expire(key, 60)  # a crash mid-hydrate leaves no litter
+        await pipe.execute()
+        keys = [*self.keys.content_keys(content_id), *staged]
+        (installed,) = await self._evalsha_pipeline(
+            [("hydrate", keys, [snap.views, snap.likes, snap.applause, self.ttl])])
+        return bool(installed)
+
+    async def _aio_hand_off(self, batch_id: str) -> bool:
+        k = self.keys
+        (made,) = await self._evalsha_pipeline([(
+            "handoff", [k.pending, k.pending_since, k.batch(batch_id), k.batches, k.batches_since],
+            [batch_id, int(time.time() * 1000)])])
+        return bool(made)
+
+    async def _aio_load_batch(self, batch_id: str):
+        fields = await self.client.hgetall(self.keys.batch(batch_id))
+        batch = parse_batch(batch_id, fields)
+        hlls: dict[str, bytes] = {}
+        if batch.hll_dirty:
+            ids = sorted(batch.hll_dirty)
+            blobs = await self.client.mget([self.keys.hll(c) for c in ids])
+            hlls = {c: b for c, b in zip(ids, blobs) if b is not None}
+        return batch, hlls
+
+    async def _aio_finish_batch(self, batch_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.batch(batch_id))
+        pipe.zrem(self.keys.batches, batch_id)
+        pipe.hdel(self.keys.batches_since, batch_id)
+        await pipe.execute()
+
+    async def _aio_stale_batches(self, older_than: float) -> list[str]:
+        cutoff = int((time.time() - older_than) * 1000)
+        ids = await self.client.zrangebyscore(self.keys.batches, "-inf", cutoff)
+        return [i.decode() for i in ids]
+
+    async def _aio_oldest_pending(self) -> float | None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.pending_since)
+        pipe.hvals(self.keys.batches_since)
+        since, batch_times = await pipe.execute()
+        times = [int(t) for t in batch_times] + ([int(since)] if since else [])
+        return min(times) / 1000 if times else None
+
+
+def make_redis_client(url: str, *, pool_size: int) -> aioredis.Redis:
+    """A redis-py asyncio client with deliberate timeouts (see docs/decisions.md)."""
+    return aioredis.Redis.from_url(
+        url,
+        max_connections=pool_size,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        health_check_interval=30,
+    )
+
+
+@asynccontextmanager
+async def open_redis(url: str, bridge: Bridge, *, pool_size: int) -> AsyncIterator[aioredis.Redis]:
+    """A redis-py asyncio client on the bridge's loop, closed on exit.
+
+    The client connects lazily, so start-up does not fail while Redis is down;
+    ``/readyz`` reports it instead.
+    """
+    client = await bridge.call(_make_async, url, pool_size)
+    try:
+        yield client
+    finally:
+        import trio
+        with trio.CancelScope(shield=True):
+            await bridge.call(client.aclose)
+
+
+async def _make_async(url: str, pool_size: int) -> aioredis.Redis:
+    return make_redis_client(url, pool_size=pool_size)

@@ -1,0 +1,90 @@
+"""Assembles the process: stores, actors and the supervisor tree.
+
+::
+
+    root (rest_for_one)
+    ├── mirror    Redis group-commit writer           (permanent)
+    ├── flush     pending changes -> Postgres          (permanent, final flush on stop)
+    ├── sweeper   batches left by dead processes       (permanent)
+    └── content   DynamicSupervisor of content actors  (permanent; children transient)
+
+``rest_for_one``: if the mirror restarts, everything that talks to it restarts
+after it. Children stop in reverse, so content actors finish before the final
+flush, and the flush finishes before Redis and Postgres close.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from engage.actors import ContentDirectory, FlushActor, MirrorActor, SweeperActor
+from engage.settings import Settings
+from engage.store import Keys, PostgresCounters, RedisCounterCache
+from engage.store.bridge import Bridge, open_bridge
+from engage.store.postgres import open_postgres
+from engage.store.redis_cache import open_redis
+from engage.supervisor import ChildSpec, Supervisor
+
+
+@dataclass
+class Stores:
+    """Open connections to Redis and Postgres, behind their protocols."""
+
+    bridge: Bridge
+    cache: RedisCounterCache
+    database: PostgresCounters
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open the trio-asyncio loop, the Postgres pool (migrated) and Redis."""
+    async with open_bridge() as bridge:
+        async with open_postgres(settings.database_url, bridge,
+                                 pool_size=settings.database_pool_size) as pool:
+            async with open_redis(settings.redis_url, bridge,
+                                  pool_size=settings.redis_pool_size) as client:
+                cache = RedisCounterCache(client, bridge, Keys(settings.redis_prefix),
+                                          applause_cap=settings.applause_cap,
+                                          ttl=settings.counter_ttl)
+                yield Stores(bridge, cache, PostgresCounters(pool, bridge))
+
+
+@dataclass
+class System:
+    """Everything the gateway needs to reach, built but not yet running."""
+
+    settings: Settings
+    stores: Stores
+    mirror: MirrorActor
+    flush: FlushActor
+    sweeper: SweeperActor
+    content: ContentDirectory
+    supervisor: Supervisor
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+def build_system(settings: Settings, stores: Stores, *, instance_id: str | None = None) -> System:
+    """Create the actors and the root supervisor; run ``system.supervisor.run``."""
+    instance_id = instance_id or uuid.uuid4().hex[:12]
+    mirror = MirrorActor(stores.cache)
+    flush = FlushActor(stores.cache, stores.database, instance_id=instance_id,
+                       interval=settings.flush_interval,
+                       max_retry_delay=settings.flush_max_retry_delay)
+    sweeper = SweeperActor(stores.cache, stores.database, interval=settings.sweep_interval,
+                           stale_after=settings.sweep_stale_after)
+    content = ContentDirectory(mirror=mirror.ref, database=stores.database,
+                               idle_timeout=settings.content_idle_timeout,
+                               max_children=settings.max_content_actors)
+    supervisor = Supervisor(
+        [
+            ChildSpec("mirror", mirror.run),
+            ChildSpec("flush", flush.run, shutdown=settings.shutdown_timeout),
+            ChildSpec("sweeper", sweeper.run, shutdown=1.0),
+            ChildSpec("content", content.run, shutdown=settings.shutdown_timeout),
+        ],
+        strategy="rest_for_one", max_restarts=5, max_seconds=30.0, name="root",
+    )
+    return System(settings, stores, mirror, flush, sweeper, content, supervisor, instance_id)

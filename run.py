@@ -1,0 +1,107 @@
+"""Run Engage: ``python run.py [--host H] [--port P] [--config FILE]``.
+
+This file owns the root nursery. The supervisor tree and hypercorn's trio
+server run side by side in it. On SIGINT or SIGTERM the HTTP server stops
+first, then the supervisor stops its children in reverse order, which ends
+with a final flush to Postgres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+from contextlib import AsyncExitStack
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from engage.errors import ConfigError, EngageError
+from engage.http import create_app
+from engage.settings import Settings, load_settings
+from engage.system import build_system, open_stores
+
+log = logging.getLogger("engage")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Engage real-time engagement server")
+    parser.add_argument("--host", help="address to bind (default from config)")
+    parser.add_argument("--port", type=int, help="port to bind (default from config)")
+    parser.add_argument("--config", help="extra TOML config file")
+    return parser.parse_args(argv)
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.backlog = settings.backlog  # the default 100 makes 1,000 connects take seconds
+    config.graceful_timeout = settings.shutdown_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def main(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        if settings.embedded:
+            from engage.embedded import open_embedded
+            settings = await stack.enter_async_context(open_embedded(settings))
+        if not settings.jwt_secret:
+            log.warning("ENGAGE_JWT_SECRET is not set: using a random secret for this run")
+            settings = settings.replace(jwt_secret=secrets.token_urlsafe(32))
+        stores = await stack.enter_async_context(open_stores(settings))
+        system = build_system(settings, stores)
+        app = create_app(system)
+        stop = trio.Event()
+        async with trio.open_nursery() as root:
+            await root.start(system.supervisor.run)
+            root.start_soon(_stop_on_signal, stop)
+            server_done = trio.Event()
+
+            async def run_server(*, task_status):
+                try:
+                    await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait,
+                                task_status=task_status)
+                finally:
+                    server_done.set()
+
+            urls = await root.start(run_server)
+            print(f"Engage serving on {urls[0] if urls else settings.host}"
+                  f" (instance {system.instance_id})", flush=True)
+            await server_done.wait()
+            log.info("http server stopped; stopping actors")
+            root.cancel_scope.cancel()
+
+
+async def _stop_on_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.config, host=args.host, port=args.port)
+    except ConfigError as exc:
+        print(f"engage: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        trio.run(partial(main, settings))
+    except EngageError as exc:
+        print(f"engage: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

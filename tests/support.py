@@ -1,0 +1,111 @@
+"""Helpers for tests: admin SQL, Redis clean-up, ports, child server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_asyncio(coro_fn):
+    """Run an asyncio coroutine to completion on a fresh thread.
+
+    A trio-asyncio loop may be running in this thread, so asyncio.run() here
+    would refuse; a thread of its own has no loop.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_fn())).result()
+
+
+def admin_execute(dsn: str, sql: str) -> None:
+    """Run one statement outside any transaction (CREATE/DROP DATABASE)."""
+    async def go():
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    _run_asyncio(go)
+
+
+def fetch(dsn: str, sql: str, *args) -> list:
+    async def go():
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+    return _run_asyncio(go)
+
+
+def delete_prefix(url: str, prefix: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``python run.py`` as a child process, for restart and kill -9 tests."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = {**os.environ, **env, "ENGAGE_PORT": str(self.port),
+                    "ENGAGE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py")], cwd=ROOT, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if line.startswith("Engage serving on"):
+                return self
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.output.append(out or "")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """``kill -9``: no clean-up of any kind."""
+        self.stop(signal.SIGKILL)

@@ -43,6 +43,7 @@ class ContentDirectory:
             name="content", max_children=max_children, restart="transient", shutdown=shutdown,
             max_restarts=100, max_seconds=10.0)
         self._finishing: dict[str, trio.Event] = {}
+        self._passivations = 0
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -51,6 +52,9 @@ class ContentDirectory:
 
     def __len__(self) -> int:
         return len(self.supervisor)
+
+    def statistics(self) -> dict[str, int]:
+        return {**self.supervisor.statistics(), "passivations": self._passivations}
 
     async def ref(self, content_id: str) -> ActorRef:
         """The running actor for ``content_id``, started if need be."""
@@ -90,4 +94,5 @@ class ContentDirectory:
                 del self._finishing[content_id]
 
     def _passivate(self, content_id: str) -> None:
+        self._passivations += 1
         self.supervisor.release(content_id)

@@ -70,10 +70,11 @@ class ContentActor:
                 await self._after.wait()
             receive = self.mailbox.receive_channel
             while True:
+                first: Envelope | None = None
                 with trio.move_on_after(self.idle_timeout):
-                    batch = [await receive.receive()]
-                    batch += self.mailbox.drain_nowait(CONTENT_MAX_BATCH - 1)
-                    await self._handle(batch)
+                    first = await receive.receive()
+                if first is not None:
+                    await self._handle([first, *self.mailbox.drain_nowait(CONTENT_MAX_BATCH - 1)])
                     continue
                 # Idle: leave the registry first, so new messages start a fresh
                 # actor, then take whatever was already queued. No await between

@@ -16,11 +16,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from engage import problems
-from engage.actors import GetCounts, Interact
+from engage.actors import DeleteComment, EditComment, GetCounts, Interact, PostComment
 from engage.auth import Identity, parse_authorization
 from engage.domain import Counts, Op, make_op, validate_content_id
-from engage.errors import (ActorError, ClientError, StoreError, TooManyChildren, Unavailable,
-                           UnsupportedMediaType, ValidationError)
+from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_id, validate_body,
+                                    validate_page)
+from engage.errors import (ActorError, ClientError, NotFound, StoreError, TooManyChildren,
+                           Unauthorized, Unavailable, UnsupportedMediaType, ValidationError)
 from engage.system import System
 
 #: Seconds a request waits on an actor before answering 503.
@@ -187,6 +189,63 @@ def create_app(system: System) -> QuartTrio:
             for (i, op), res in zip(items, op_results):
                 results[i] = {"ok": True, **res.public(op.kind)}
         return results  # type: ignore[return-value]
+
+    # -- comments -------------------------------------------------------------------------
+
+    def signed_in() -> str:
+        user = user_id()
+        if user is None:
+            raise Unauthorized("sign in to comment (Authorization: Bearer <token>)")
+        return user
+
+    @app.post("/v1/content/<content_id>/comments")
+    async def post_comment(content_id: str):
+        validate_content_id(content_id)
+        user = signed_in()
+        body = object_body(await json_body(required=True), {"body", "parent"})
+        text = validate_body(body.get("body"), settings.comment_max_chars)
+        parent = body.get("parent")
+        parent_id = None if parent is None else parse_comment_id(parent)
+        comment = await system.content.ask(content_id, PostComment(user, text, parent_id),
+                                           REQUEST_TIMEOUT)
+        return ok(comment.public(), 201)
+
+    @app.get("/v1/content/<content_id>/comments")
+    async def list_comments(content_id: str):
+        validate_content_id(content_id)
+        sort, limit = validate_page(request.args.get("sort"), request.args.get("limit"))
+        cursor = request.args.get("cursor")
+        after = decode_cursor(cursor) if cursor else None
+        threads, more = await system.stores.comments.threads(content_id, sort, after, limit)
+        items = [{**root.public(), "replies": [r.public() for r in replies]}
+                 for root, replies in threads]
+        last = threads[-1][0] if threads else None
+        next_cursor = encode_cursor(last.created_at, last.id) if more and last else None
+        return ok({"items": items, "next": next_cursor})
+
+    async def comment_owner(comment_id: str) -> tuple[int, str]:
+        cid = parse_comment_id(comment_id)
+        comment = await system.stores.comments.get(cid)
+        if comment is None or comment.deleted:
+            raise NotFound(f"comment {comment_id} does not exist", code="comment_not_found")
+        return cid, comment.content_id
+
+    @app.patch("/v1/comments/<comment_id>")
+    async def patch_comment(comment_id: str):
+        user = signed_in()
+        body = object_body(await json_body(required=True), {"body"})
+        text = validate_body(body.get("body"), settings.comment_max_chars)
+        cid, content_id = await comment_owner(comment_id)
+        comment = await system.content.ask(content_id, EditComment(cid, user, text),
+                                           REQUEST_TIMEOUT)
+        return ok(comment.public())
+
+    @app.delete("/v1/comments/<comment_id>")
+    async def delete_comment(comment_id: str):
+        user = signed_in()
+        cid, content_id = await comment_owner(comment_id)
+        await system.content.ask(content_id, DeleteComment(cid, user), REQUEST_TIMEOUT)
+        return Response("", status=204)
 
     # -- operations ---------------------------------------------------------------------
 

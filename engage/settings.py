@@ -43,6 +43,24 @@ class Settings:
     backlog: int = 4096
     shutdown_timeout: float = 10.0
     log_level: str = "info"
+    comment_max_chars: int = 5000
+    edit_window: float = 300.0
+    counts_interval: float = 0.25
+    history_size: int = 1000
+    history_ttl: int = 86400
+    max_subscriptions: int = 128
+    allowed_origins: str = ""
+    ws_max_message_bytes: int = 65536
+    ws_outbox_bytes: int = 1048576
+    ws_ping_interval: float = 25.0
+    ws_idle_timeout: float = 60.0
+    presence_refresh: float = 5.0
+    presence_ttl: float = 30.0
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """``allowed_origins`` as a set (comma-separated in config)."""
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     @property
     def embedded(self) -> bool:

@@ -24,6 +24,8 @@ from engage.actors import ContentDirectory, FlushActor, MirrorActor, SweeperActo
 from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
 from engage.store.bridge import Bridge, open_bridge
+from engage.store.comments import PostgresComments
+from engage.store.history import RedisHistory
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
 from engage.supervisor import ChildSpec, Supervisor
@@ -36,6 +38,8 @@ class Stores:
     bridge: Bridge
     cache: RedisCounterCache
     database: PostgresCounters
+    comments: PostgresComments
+    history: RedisHistory
 
 
 @asynccontextmanager
@@ -49,7 +53,10 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 cache = RedisCounterCache(client, bridge, Keys(settings.redis_prefix),
                                           applause_cap=settings.applause_cap,
                                           ttl=settings.counter_ttl)
-                yield Stores(bridge, cache, PostgresCounters(pool, bridge))
+                history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
+                                       size=settings.history_size, ttl=settings.history_ttl)
+                yield Stores(bridge, cache, PostgresCounters(pool, bridge),
+                             PostgresComments(pool, bridge), history)
 
 
 @dataclass
@@ -76,7 +83,10 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
     sweeper = SweeperActor(stores.cache, stores.database, interval=settings.sweep_interval,
                            stale_after=settings.sweep_stale_after)
     content = ContentDirectory(mirror=mirror.ref, database=stores.database,
+                               comments=stores.comments, history=stores.history,
                                idle_timeout=settings.content_idle_timeout,
+                               counts_interval=settings.counts_interval,
+                               edit_window=settings.edit_window,
                                max_children=settings.max_content_actors)
     supervisor = Supervisor(
         [

@@ -100,10 +100,11 @@ class Counts:
     unique_viewers: int = 0
     likes: int = 0
     applause: int = 0
+    comments: int = 0
 
     def as_dict(self, content_id: str) -> dict:
         return {"id": content_id, "views": self.views, "unique_viewers": self.unique_viewers,
-                "likes": self.likes, "applause": self.applause}
+                "likes": self.likes, "applause": self.applause, "comments": self.comments}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class Snapshot:
     hll: bytes | None = None
     likers: tuple[str, ...] = ()
     applauders: tuple[tuple[str, int], ...] = ()
+    comments: int = 0
 
 
 @dataclass

@@ -52,3 +52,19 @@ class Keys:
     @property
     def batches_since(self) -> str:
         return f"{self.prefix}batches:since"
+
+    # -- real time ---------------------------------------------------------------
+
+    def channel(self, subject: str) -> str:
+        """Pub/sub channel of a subject (``content:<id>``, ``feed:all`` ...)."""
+        return f"{self.prefix}ch:{subject}"
+
+    def history(self, subject: str) -> str:
+        return f"{self.prefix}hist:{subject}"
+
+    def history_meta(self, subject: str) -> str:
+        return f"{self.prefix}histmeta:{subject}"
+
+    def watchers(self, subject: str) -> str:
+        """Hash: instance id -> "<connections>:<expiry ms>"."""
+        return f"{self.prefix}watch:{subject}"

@@ -129,11 +129,15 @@ class PostgresCounters:
                 "SELECT user_id FROM content_likes WHERE content_id = $1 AND liked", content_id)
             claps = await conn.fetch(
                 "SELECT user_id, total FROM content_applause WHERE content_id = $1", content_id)
+            comments = await conn.fetchval(
+                "SELECT count(*) FROM comments WHERE content_id = $1 AND deleted_at IS NULL",
+                content_id)
+        likers_ = tuple(r[0] for r in likers)
+        claps_ = tuple((r[0], r[1]) for r in claps)
         if row is None:
-            return Snapshot(likers=tuple(r[0] for r in likers),
-                            applauders=tuple((r[0], r[1]) for r in claps))
+            return Snapshot(likers=likers_, applauders=claps_, comments=comments)
         return Snapshot(row["views"], row["likes"], row["applause"], row["viewers_hll"],
-                        tuple(r[0] for r in likers), tuple((r[0], r[1]) for r in claps))
+                        likers_, claps_, comments)
 
 
 async def _aio_open_pool(dsn: str, size: int) -> asyncpg.Pool:

@@ -18,6 +18,7 @@ class ApplyOutcome:
 
     results: tuple[OpResult, ...] | None
     unique_viewers: int = 0
+    comments: int = 0
 
     @property
     def needs_load(self) -> bool:
@@ -47,6 +48,9 @@ class CounterCache(Protocol):
 
     async def hydrate(self, content_id: str, snapshot: Snapshot) -> bool:
         """Install ``snapshot`` unless the item is already cached."""
+
+    async def publish_counts(self, content_ids: Sequence[str]) -> None:
+        """Publish each item's current counts on its channel."""
 
     async def hand_off(self, batch_id: str) -> bool:
         """Atomically move all pending changes into batch ``batch_id``."""

@@ -51,7 +51,7 @@ class RedisCounterCache:
         self.keys = keys
         self.applause_cap = applause_cap
         self.ttl = ttl
-        self._sources = {n: _script(n + ".lua") for n in ("apply", "hydrate", "handoff")}
+        self._sources = {n: _script(n + ".lua") for n in ("apply", "hydrate", "handoff", "counts")}
         self._sha: dict[str, str] = {}
 
     # -- trio-facing -----------------------------------------------------------
@@ -64,6 +64,9 @@ class RedisCounterCache:
 
     async def hydrate(self, content_id: str, snapshot: Snapshot) -> bool:
         return await self._call(self._aio_hydrate, content_id, snapshot)
+
+    async def publish_counts(self, content_ids: Sequence[str]) -> None:
+        await self._call(self._aio_publish_counts, content_ids)
 
     async def hand_off(self, batch_id: str) -> bool:
         return await self._call(self._aio_hand_off, batch_id)
@@ -130,29 +133,35 @@ class RedisCounterCache:
                 continue
             results = []
             for i, op in enumerate(ops):
-                v, l, a, extra = reply[2 + 4 * i: 6 + 4 * i]
+                v, l, a, extra = reply[3 + 4 * i: 7 + 4 * i]
                 if op.kind == "applause":
                     results.append(OpResult(v, l, a, mine=extra))
                 elif op.kind in ("like", "unlike"):
                     results.append(OpResult(v, l, a, liked=bool(extra)))
                 else:
                     results.append(OpResult(v, l, a))
-            out.append(ApplyOutcome(tuple(results), reply[1]))
+            out.append(ApplyOutcome(tuple(results), reply[1], reply[2]))
         return out
+
+    async def _aio_publish_counts(self, content_ids):
+        k = self.keys
+        await self._evalsha_pipeline([
+            ("counts", [k.counts(c), k.hll(c)], [k.channel(f"content:{c}"), f"content:{c}"])
+            for c in content_ids])
 
     async def _aio_read_many(self, content_ids):
         pipe = self.client.pipeline(transaction=False)
         for content_id in content_ids:
-            pipe.hmget(self.keys.counts(content_id), "views", "likes", "applause")
+            pipe.hmget(self.keys.counts(content_id), "views", "likes", "applause", "comments")
             pipe.pfcount(self.keys.hll(content_id))
         replies = await pipe.execute()
         out: list[Counts | None] = []
         for i in range(len(content_ids)):
-            (v, l, a), unique = replies[2 * i], replies[2 * i + 1]
+            (v, l, a, c), unique = replies[2 * i], replies[2 * i + 1]
             if v is None and l is None and a is None:
                 out.append(None)
             else:
-                out.append(Counts(int(v or 0), unique, int(l or 0), int(a or 0)))
+                out.append(Counts(int(v or 0), unique, int(l or 0), int(a or 0), int(c or 0)))
         return out
 
     async def _aio_hydrate(self, content_id: str, snap: Snapshot) -> bool:
@@ -171,7 +180,7 @@ class RedisCounterCache:
         await pipe.execute()
         keys = [*self.keys.content_keys(content_id), *staged]
         (installed,) = await self._evalsha_pipeline(
-            [("hydrate", keys, [snap.views, snap.likes, snap.applause, self.ttl])])
+            [("hydrate", keys, [snap.views, snap.likes, snap.applause, self.ttl, snap.comments])])
         return bool(installed)
 
     async def _aio_hand_off(self, batch_id: str) -> bool:

@@ -40,7 +40,7 @@ async def test_exact_counts_views_likes_applause(client, auth, system, settings)
 
         body = (await client.get("/v1/content/post-1")).json()
         assert body == {"id": "post-1", "views": 2000, "unique_viewers": 0,
-                        "likes": 270, "applause": 50}
+                        "likes": 270, "applause": 50, "comments": 0}
 
         await system.flush.ref.ask(FlushNow())
         (row,) = fetch(settings.database_url,
@@ -53,7 +53,7 @@ async def test_unknown_content_reads_zero(client):
         r = await client.get("/v1/content/never-seen")
         assert r.status_code == 200
         assert r.json() == {"id": "never-seen", "views": 0, "unique_viewers": 0,
-                            "likes": 0, "applause": 0}
+                            "likes": 0, "applause": 0, "comments": 0}
 
 
 async def test_unique_viewers_from_viewer_ids(client, auth):

@@ -3,7 +3,12 @@
 It is started on first use and passivates after ``idle_timeout`` seconds
 without a message. All interactions queued for the item while one Redis write
 is in flight are applied together in the next (group commit), so a hot item
-costs one Redis script call per round trip, not one per click.
+costs one Redis script call per round trip, not one per click. Subscribers
+hear of new counts at most once per ``counts_interval``, however hot it is.
+
+Comments are durable before they are visible: Postgres first, then the item's
+history of recent events in Redis (which is its buffer of recent comments,
+shared by every process), then pub/sub, in one atomic script.
 
 Several processes may each run an actor for the same item; Redis is where they
 meet, and every change there is an atomic script, so they stay exact.
@@ -12,16 +17,21 @@ meet, and every change there is an atomic script, so they stay exact.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Callable
 
 import trio
 
 from engage import metrics
-from engage.actors.content.messages import GetCounts, Interact
-from engage.actors.mirror.messages import Apply, Hydrate, ReadCounts
+from engage.actors.content.messages import (DeleteComment, EditComment, GetCounts, Interact,
+                                            PostComment)
+from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCounts
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.domain import Counts, Op
-from engage.errors import ActorError, StoreError
+from engage.domain.comments import Comment, check_can_change
+from engage.errors import ActorError, ClientError, NotFound, StoreError
+from engage.store.comments import CommentStore
+from engage.store.history import RedisHistory
 from engage.store.protocols import ApplyOutcome, CounterDatabase
 
 log = logging.getLogger(__name__)
@@ -36,30 +46,42 @@ LOAD_ATTEMPTS = 3
 
 
 class ContentActor:
-    """Owns one content item's counters.
+    """Owns one content item: counters, comments, and what subscribers hear.
 
     Args:
         content_id: the item.
         mailbox: outlives restarts of this actor.
         mirror: the Redis group-commit writer.
         database: for reloading an item that Redis lost.
+        comments: comment storage.
+        history: the item's event history and channel.
         idle_timeout: seconds without messages before passivating.
+        counts_interval: least seconds between two counts publications.
+        edit_window: seconds an author may edit or delete a comment.
         passivate: called (synchronously) to release this id from the registry.
         after: an earlier incarnation's ``finished`` event to wait for, so
             messages it drained while passivating are applied first.
     """
 
     def __init__(self, content_id: str, mailbox: Mailbox, *, mirror: ActorRef,
-                 database: CounterDatabase, idle_timeout: float,
+                 database: CounterDatabase, comments: CommentStore, history: RedisHistory,
+                 idle_timeout: float, counts_interval: float, edit_window: float,
                  passivate: Callable[[str], None], after: trio.Event | None = None) -> None:
         self.content_id = content_id
+        self.subject = f"content:{content_id}"
         self.mailbox = mailbox
         self.ref = ActorRef(f"content:{content_id}", mailbox)
         self.mirror = mirror
         self.database = database
+        self.comments = comments
+        self.history = history
         self.idle_timeout = idle_timeout
+        self.counts_interval = counts_interval
+        self.edit_window = edit_window
         self._passivate = passivate
         self._after = after
+        self._counts_dirty = False
+        self._next_publish = 0.0
         self.finished = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -68,43 +90,80 @@ class ContentActor:
         try:
             if self._after is not None:
                 await self._after.wait()
-            receive = self.mailbox.receive_channel
-            while True:
-                first: Envelope | None = None
-                with trio.move_on_after(self.idle_timeout):
-                    first = await receive.receive()
-                if first is not None:
-                    await self._handle([first, *self.mailbox.drain_nowait(CONTENT_MAX_BATCH - 1)])
-                    continue
-                # Idle: leave the registry first, so new messages start a fresh
-                # actor, then take whatever was already queued. No await between
-                # the two, so nothing can slip through.
-                self._passivate(self.content_id)
-                leftovers = self.mailbox.drain_nowait()
-                self.mailbox.close()
-                if leftovers:
-                    await self._handle(leftovers)
-                return
+            await self._loop()
         finally:
             metrics.CONTENT_ACTORS.dec()
             self.finished.set()
 
+    async def _loop(self) -> None:
+        receive = self.mailbox.receive_channel
+        idle_until = trio.current_time() + self.idle_timeout
+        while True:
+            wake = min(idle_until, self._next_publish) if self._counts_dirty else idle_until
+            first: Envelope | None = None
+            with trio.move_on_at(wake):
+                first = await receive.receive()
+            if first is not None:
+                await self._handle([first, *self.mailbox.drain_nowait(CONTENT_MAX_BATCH - 1)])
+                idle_until = trio.current_time() + self.idle_timeout
+            if self._counts_dirty and trio.current_time() >= self._next_publish:
+                await self._publish_counts()
+            if first is None and not self._counts_dirty and trio.current_time() >= idle_until:
+                break
+        # Idle: leave the registry first, so new messages start a fresh actor,
+        # then take whatever was already queued. No await between the two, so
+        # nothing can slip through.
+        self._passivate(self.content_id)
+        leftovers = self.mailbox.drain_nowait()
+        self.mailbox.close()
+        if leftovers:
+            await self._handle(leftovers)
+            if self._counts_dirty:
+                await self._publish_counts()
+
+    async def _publish_counts(self) -> None:
+        self._counts_dirty = False
+        self._next_publish = trio.current_time() + self.counts_interval
+        try:
+            self.mirror.tell_nowait(PublishCounts(self.content_id))
+        except ActorError as exc:
+            log.warning("content %s: counts not published: %s", self.content_id, exc)
+
     async def _handle(self, batch: list[Envelope]) -> None:
         interacts = [e for e in batch if isinstance(e.message, Interact)]
-        reads = [e for e in batch if isinstance(e.message, GetCounts)]
+        if interacts:
+            await self._guard(interacts, self._interact(interacts))
+        for envelope in batch:
+            message = envelope.message
+            if isinstance(message, Interact):
+                continue
+            if isinstance(message, GetCounts):
+                await self._guard([envelope], self._reply(envelope, self._counts()))
+            elif isinstance(message, (PostComment, EditComment, DeleteComment)):
+                await self._guard([envelope], self._reply(envelope, self._comment(message)))
+            else:
+                log.error("content %s: unexpected message %r", self.content_id, message)
+                if envelope.reply is not None:
+                    envelope.reply.fail(TypeError(f"content actor cannot handle {message!r}"))
+
+    async def _guard(self, envelopes: list[Envelope], work) -> None:
+        """Run ``work``; on failure, fail the waiting askers. Crash only on bugs."""
         try:
-            if interacts:
-                await self._interact(interacts)
-            if reads:
-                counts = await self._counts()
-                for envelope in reads:
-                    envelope.reply and envelope.reply.set(counts)
+            await work
         except Exception as exc:
-            for envelope in batch:
+            for envelope in envelopes:
                 if envelope.reply is not None:
                     envelope.reply.fail(exc)
-            if not isinstance(exc, (StoreError, ActorError)):
+            if not isinstance(exc, (StoreError, ActorError, ClientError)):
                 raise  # a bug: crash, and let the supervisor restart us
+
+    @staticmethod
+    async def _reply(envelope: Envelope, work) -> None:
+        result = await work
+        if envelope.reply is not None:
+            envelope.reply.set(result)
+
+    # -- counters -----------------------------------------------------------------
 
     async def _interact(self, envelopes: list[Envelope]) -> None:
         ops: list[Op] = []
@@ -120,6 +179,7 @@ class ContentActor:
             start = end
         for op in ops:
             metrics.INTERACTIONS.labels(op.kind).inc()
+        self._counts_dirty = True
 
     async def _apply(self, ops: tuple[Op, ...]) -> ApplyOutcome:
         for _ in range(LOAD_ATTEMPTS):
@@ -142,3 +202,27 @@ class ContentActor:
         snapshot = await self.database.load(self.content_id)
         installed = await self.mirror.ask(Hydrate(self.content_id, snapshot), MIRROR_TIMEOUT)
         log.debug("content %s: loaded from postgres (installed=%s)", self.content_id, installed)
+
+    # -- comments -------------------------------------------------------------------
+
+    async def _comment(self, message) -> Comment:
+        if isinstance(message, PostComment):
+            comment = await self.comments.create(self.content_id, message.author, message.body,
+                                                 message.parent)
+            event, delta = "comment", 1
+        else:
+            current = await self.comments.get(message.comment_id)
+            if current is None or current.deleted or current.content_id != self.content_id:
+                raise NotFound(f"comment {message.comment_id} does not exist",
+                               code="comment_not_found")
+            check_can_change(current, message.user, datetime.now(timezone.utc), self.edit_window)
+            if isinstance(message, EditComment):
+                comment = await self.comments.edit(message.comment_id, message.body)
+                event, delta = "comment_updated", 0
+            else:
+                comment = await self.comments.delete(message.comment_id)
+                event, delta = "comment_deleted", -1
+        await self.history.publish(self.subject, event, comment.public(),
+                                   content_id=self.content_id, comment_delta=delta)
+        self._counts_dirty = delta != 0 or self._counts_dirty
+        return comment

@@ -16,6 +16,8 @@ import trio
 from engage.actors.content.actor import CONTENT_MAILBOX_SIZE, ContentActor
 from engage.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef, Mailbox, Reply
 from engage.errors import ActorDeadError
+from engage.store.comments import CommentStore
+from engage.store.history import RedisHistory
 from engage.store.protocols import CounterDatabase
 from engage.supervisor import DynamicSupervisor
 
@@ -28,17 +30,19 @@ class ContentDirectory:
 
     Args:
         mirror: the mirror actor's ref, handed to every content actor.
-        database: for reloading items Redis lost.
-        idle_timeout: seconds before an idle actor passivates.
+        database, comments, history: the stores each content actor uses.
+        idle_timeout, counts_interval, edit_window: see :class:`ContentActor`.
         max_children: most content actors at once.
         shutdown: seconds each actor gets to finish on stop.
     """
 
-    def __init__(self, *, mirror: ActorRef, database: CounterDatabase, idle_timeout: float,
-                 max_children: int, shutdown: float = 5.0) -> None:
+    def __init__(self, *, mirror: ActorRef, database: CounterDatabase, comments: CommentStore,
+                 history: RedisHistory, idle_timeout: float, counts_interval: float,
+                 edit_window: float, max_children: int, shutdown: float = 5.0) -> None:
         self.mirror = mirror
-        self.database = database
-        self.idle_timeout = idle_timeout
+        self._actor_options = dict(mirror=mirror, database=database, comments=comments,
+                                   history=history, idle_timeout=idle_timeout,
+                                   counts_interval=counts_interval, edit_window=edit_window)
         self.supervisor = DynamicSupervisor(
             name="content", max_children=max_children, restart="transient", shutdown=shutdown,
             max_restarts=100, max_seconds=10.0)
@@ -82,10 +86,8 @@ class ContentDirectory:
 
     async def _run_actor(self, content_id: str, mailbox: Mailbox, *,
                          task_status: trio.TaskStatus) -> None:
-        actor = ContentActor(
-            content_id, mailbox, mirror=self.mirror, database=self.database,
-            idle_timeout=self.idle_timeout, passivate=self._passivate,
-            after=self._finishing.get(content_id))
+        actor = ContentActor(content_id, mailbox, passivate=self._passivate,
+                             after=self._finishing.get(content_id), **self._actor_options)
         self._finishing[content_id] = actor.finished
         try:
             await actor.run(task_status=task_status)

@@ -23,3 +23,39 @@ class GetCounts:
 
     Sent (asked) by the HTTP gateway.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class PostComment:
+    """Store, then publish, a new comment; reply the stored ``Comment``.
+
+    Sent (asked) by the gateway (HTTP and WebSocket). ``body`` is already
+    validated.
+    """
+
+    author: str
+    body: str
+    parent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EditComment:
+    """Change a comment's body if ``user`` may; reply the updated ``Comment``.
+
+    Sent (asked) by the gateway.
+    """
+
+    comment_id: int
+    user: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteComment:
+    """Delete a comment if ``user`` may; reply the deleted ``Comment``.
+
+    Sent (asked) by the gateway.
+    """
+
+    comment_id: int
+    user: str

@@ -1,4 +1,4 @@
 from engage.actors.mirror.actor import MirrorActor
-from engage.actors.mirror.messages import Apply, Hydrate, ReadCounts
+from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCounts
 
-__all__ = ["Apply", "Hydrate", "MirrorActor", "ReadCounts"]
+__all__ = ["Apply", "Hydrate", "MirrorActor", "PublishCounts", "ReadCounts"]

@@ -13,7 +13,7 @@ import logging
 import trio
 
 from engage import metrics
-from engage.actors.mirror.messages import Apply, Hydrate, ReadCounts
+from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCounts
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.store.protocols import CounterCache
 
@@ -48,11 +48,12 @@ class MirrorActor:
     async def _process(self, batch: list[Envelope]) -> None:
         applies = [e for e in batch if isinstance(e.message, Apply)]
         reads = [e for e in batch if isinstance(e.message, ReadCounts)]
+        publishes = [e for e in batch if isinstance(e.message, PublishCounts)]
         for envelope in batch:
             if isinstance(envelope.message, Hydrate):
                 msg = envelope.message
                 await self._answer([envelope], self._hydrate_one, msg)
-            elif not isinstance(envelope.message, (Apply, ReadCounts)):
+            elif not isinstance(envelope.message, (Apply, ReadCounts, PublishCounts)):
                 log.error("mirror: unexpected message %r", envelope.message)
                 if envelope.reply is not None:
                     envelope.reply.fail(TypeError(f"mirror cannot handle {envelope.message!r}"))
@@ -62,6 +63,9 @@ class MirrorActor:
         if reads:
             await self._answer(reads, self.cache.read_many,
                                [e.message.content_id for e in reads])
+        if publishes:
+            ids = sorted({e.message.content_id for e in publishes})
+            await self._answer([], self.cache.publish_counts, ids)
 
     async def _hydrate_one(self, msg: Hydrate) -> list[bool]:
         return [await self.cache.hydrate(msg.content_id, msg.snapshot)]
@@ -76,6 +80,6 @@ class MirrorActor:
                 if envelope.reply is not None:
                     envelope.reply.fail(exc)
             return
-        for envelope, result in zip(envelopes, results):
+        for envelope, result in zip(envelopes, results or ()):
             if envelope.reply is not None:
                 envelope.reply.set(result)

@@ -29,6 +29,16 @@ class ReadCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishCounts:
+    """Publish the item's current counts to its subscribers; no reply.
+
+    Told by a content actor, at most once per ``counts_interval``.
+    """
+
+    content_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hydrate:
     """Install an item's persisted state in Redis unless it is already there;
     reply ``True`` if installed.

@@ -6,8 +6,8 @@
 -- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s),
 --       then triples: kind (v|l|u|a), who, count
 -- Returns {0} when the counts hash is missing (the caller reloads it from
--- Postgres and retries), else {1, unique_viewers, then per op: views, likes,
--- applause, extra} where extra is the like state (0/1) or the user's applause.
+-- Postgres and retries), else {1, unique_viewers, comments, then per op: views,
+-- likes, applause, extra} where extra is the like state (0/1) or the user's applause.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0}
 end
@@ -20,7 +20,7 @@ local views, likes, applause = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0, ton
 local dv, dl, da, events = 0, 0, 0, 0
 local hll_dirty = false
 local seq = nil
-local out = {1, 0}
+local out = {1, 0, tonumber(redis.call('HGET', KEYS[1], 'comments')) or 0}
 for i = 5, #ARGV, 3 do
   local kind, who, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local extra = 0

@@ -1,0 +1,136 @@
+"""Per-channel event history in Redis Streams: offsets, epochs and catch-up.
+
+The model follows Centrifugo's: every event published on a channel gets the
+next offset of that channel's history, within an epoch. A bounded stream keeps
+the recent events (``history_size``, ``history_ttl``). A client that comes back
+with ``since = {offset, epoch}`` gets exactly what it missed if the epoch is
+the same and nothing was trimmed; otherwise it is told ``recovered: false``.
+Stream entry ids are ``<offset>-1``, so a range read starts at an offset.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from engage.errors import StoreError
+from engage.store.bridge import Bridge
+from engage.store.keys import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One event from a history: its type, offset and decoded payload."""
+
+    type: str
+    offset: int
+    data: object
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The answer to "what did I miss since (offset, epoch)?"."""
+
+    offset: int
+    epoch: str
+    recovered: bool
+    events: tuple[HistoryEvent, ...] = ()
+
+
+def _script(name: str) -> str:
+    return resources.files("engage.store").joinpath("lua", name).read_text()
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+class RedisHistory:
+    """Publishes events with offsets and answers catch-up queries.
+
+    Args:
+        client: redis-py asyncio client on the bridge's loop.
+        size: events kept per channel (approximate, trimmed in whole nodes).
+        ttl: seconds a quiet history lives.
+    """
+
+    def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
+                 size: int, ttl: int) -> None:
+        self.client = client
+        self.bridge = bridge
+        self.keys = keys
+        self.size = size
+        self.ttl = ttl
+        self._sources = {"publish": _script("publish.lua"), "position": _script("position.lua")}
+        self._sha: dict[str, str] = {}
+
+    async def publish(self, subject: str, event_type: str, payload: object, *,
+                      content_id: str | None = None, comment_delta: int = 0) -> tuple[int, str]:
+        """Append and publish one event on ``subject``'s channel; returns (offset, epoch)."""
+        return await self._call(self._aio_publish, subject, event_type, payload,
+                                content_id, comment_delta)
+
+    async def position(self, subject: str) -> tuple[int, str]:
+        return await self._call(self._aio_position, subject)
+
+    async def recover(self, subject: str, offset: int, epoch: str, limit: int) -> Recovery:
+        """Events after ``offset`` if they are all still there (at most ``limit``)."""
+        return await self._call(self._aio_recover, subject, offset, epoch, limit)
+
+    async def _call(self, fn, *args):
+        try:
+            return await self.bridge.call(fn, *args)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis: {exc}") from exc
+
+    # -- asyncio side ------------------------------------------------------------
+
+    async def _eval(self, name: str, keys: list[str], args: list):
+        if name not in self._sha:
+            self._sha[name] = await self.client.script_load(self._sources[name])
+        try:
+            return await self.client.evalsha(self._sha[name], len(keys), *keys, *args)
+        except NoScriptError:
+            self._sha[name] = await self.client.script_load(self._sources[name])
+            return await self.client.evalsha(self._sha[name], len(keys), *keys, *args)
+
+    async def _aio_publish(self, subject, event_type, payload, content_id, comment_delta):
+        k = self.keys
+        counts_key = k.counts(content_id) if content_id else k.prefix + "none"
+        offset, epoch = await self._eval(
+            "publish", [k.history(subject), k.history_meta(subject), counts_key],
+            [k.channel(subject), subject, event_type, msgpack.packb(payload), self.size,
+             self.ttl, new_epoch(), comment_delta])
+        return int(offset), epoch.decode()
+
+    async def _aio_position(self, subject):
+        k = self.keys
+        offset, epoch = await self._eval(
+            "position", [k.history(subject), k.history_meta(subject)], [new_epoch(), self.ttl])
+        return int(offset), epoch.decode()
+
+    async def _aio_recover(self, subject, since, epoch, limit):
+        k = self.keys
+        current, current_epoch = await self._aio_position(subject)
+        if epoch != current_epoch or since > current:
+            return Recovery(current, current_epoch, False)
+        if since == current:
+            return Recovery(current, current_epoch, True)
+        if current - since > limit:
+            return Recovery(current, current_epoch, False)
+        entries = await self.client.xrange(k.history(subject), min=f"{since + 1}-0",
+                                           max=f"{current}-1")
+        events = []
+        for entry_id, fields in entries:
+            offset = int(entry_id.split(b"-")[0])
+            events.append(HistoryEvent(fields[b"t"].decode(), offset,
+                                       msgpack.unpackb(fields[b"d"])))
+        expected = list(range(since + 1, current + 1))
+        if [e.offset for e in events] != expected:
+            return Recovery(current, current_epoch, False)  # trimmed: nothing partial
+        return Recovery(current, current_epoch, True, tuple(events))

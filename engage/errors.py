@@ -121,3 +121,21 @@ class Unavailable(ClientError):
     status = 503
     code = "unavailable"
     title = "Service unavailable"
+
+
+# -- WebSocket ----------------------------------------------------------------
+
+
+class WebSocketClosed(EngageError):
+    """The WebSocket is closed (by the peer, by us, or because the TCP
+    connection was lost) and no more messages will be received.
+
+    Attributes:
+        code: the close code (1006 if the connection was lost without a close frame).
+        reason: the close reason, possibly empty.
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"websocket closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason

@@ -7,6 +7,7 @@ content actor, and shapes the reply. Errors become problem+json responses.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import trio
@@ -29,6 +30,10 @@ from engage.system import System
 REQUEST_TIMEOUT = 10.0
 #: Seconds ``/readyz`` gives each store to answer.
 READY_TIMEOUT = 2.0
+#: The demo page runs only our own scripts; comment text can never execute.
+DEMO_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; "
+            "frame-ancestors 'self'")
 
 
 def create_app(system: System) -> QuartTrio:
@@ -246,6 +251,22 @@ def create_app(system: System) -> QuartTrio:
         cid, content_id = await comment_owner(comment_id)
         await system.content.ask(content_id, DeleteComment(cid, user), REQUEST_TIMEOUT)
         return Response("", status=204)
+
+    # -- browser client and demo -------------------------------------------------------
+
+    @app.get("/")
+    async def demo_page():
+        response = await app.send_static_file("demo.html")
+        response.headers["Content-Security-Policy"] = DEMO_CSP
+        return response
+
+    if settings.dev_mode:
+        @app.post("/v1/dev/token")
+        async def dev_token():
+            """Development mode only: a token for a random user."""
+            from engage.auth import issue_token
+            user = "dev-" + secrets.token_hex(4)
+            return ok({"user": user, "token": issue_token(settings.jwt_secret, user)})
 
     # -- operations ---------------------------------------------------------------------
 

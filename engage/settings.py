@@ -56,6 +56,7 @@ class Settings:
     ws_idle_timeout: float = 60.0
     presence_refresh: float = 5.0
     presence_ttl: float = 30.0
+    max_connections: int = 50000
 
     @property
     def origins(self) -> frozenset[str]:

@@ -3,14 +3,18 @@
 ::
 
     root (rest_for_one)
-    ├── mirror    Redis group-commit writer           (permanent)
-    ├── flush     pending changes -> Postgres          (permanent, final flush on stop)
-    ├── sweeper   batches left by dead processes       (permanent)
-    └── content   DynamicSupervisor of content actors  (permanent; children transient)
+    ├── mirror       Redis group-commit writer              (permanent)
+    ├── flush        pending changes -> Postgres             (permanent, final flush on stop)
+    ├── sweeper      batches left by dead processes          (permanent)
+    ├── content      DynamicSupervisor of content actors     (permanent; children transient)
+    ├── presence     "N watching" across instances           (permanent)
+    ├── router       one Redis pub/sub connection, fan-out   (permanent)
+    └── connections  DynamicSupervisor of WebSocket actors   (permanent; children temporary)
 
-``rest_for_one``: if the mirror restarts, everything that talks to it restarts
-after it. Children stop in reverse, so content actors finish before the final
-flush, and the flush finishes before Redis and Postgres close.
+``rest_for_one``: if an actor restarts, everything started after it (which may
+hold its state or talk to it) restarts too. Children stop in reverse:
+sockets close with 1001 first, then content actors finish, then the final
+flush, before Redis and Postgres close.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from engage.actors import ContentDirectory, FlushActor, MirrorActor, SweeperActor
+from engage.actors.connection import ConnectionContext, ConnectionDirectory
+from engage.actors.presence import PresenceActor
+from engage.actors.router import RouterActor
 from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
 from engage.store.bridge import Bridge, open_bridge
 from engage.store.comments import PostgresComments
 from engage.store.history import RedisHistory
+from engage.store.presence import RedisPresence
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
 from engage.supervisor import ChildSpec, Supervisor
@@ -40,6 +48,7 @@ class Stores:
     database: PostgresCounters
     comments: PostgresComments
     history: RedisHistory
+    redis: object  # the redis-py client, for stores made per instance
 
 
 @asynccontextmanager
@@ -56,7 +65,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
                                        size=settings.history_size, ttl=settings.history_ttl)
                 yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                             PostgresComments(pool, bridge), history)
+                             PostgresComments(pool, bridge), history, client)
 
 
 @dataclass
@@ -69,6 +78,9 @@ class System:
     flush: FlushActor
     sweeper: SweeperActor
     content: ContentDirectory
+    presence: PresenceActor
+    router: RouterActor
+    connections: ConnectionDirectory
     supervisor: Supervisor
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -88,13 +100,33 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
                                counts_interval=settings.counts_interval,
                                edit_window=settings.edit_window,
                                max_children=settings.max_content_actors)
+    keys = Keys(settings.redis_prefix)
+    presence = PresenceActor(
+        RedisPresence(stores.redis, stores.bridge, keys, instance_id=instance_id,
+                      ttl=settings.presence_ttl),
+        refresh=settings.presence_refresh)
+    router = RouterActor(settings.redis_url, keys, counts_interval=settings.counts_interval,
+                         presence=presence.ref)
+    presence.router = router.ref
+    connections = ConnectionDirectory(
+        ConnectionContext(content=content, router=router.ref, history=stores.history,
+                          jwt_secret=settings.jwt_secret, applause_cap=settings.applause_cap,
+                          comment_max_chars=settings.comment_max_chars,
+                          max_subscriptions=settings.max_subscriptions,
+                          history_size=settings.history_size),
+        max_connections=settings.max_connections, ping_interval=settings.ws_ping_interval,
+        idle_timeout=settings.ws_idle_timeout, shutdown=2.0)
     supervisor = Supervisor(
         [
             ChildSpec("mirror", mirror.run),
             ChildSpec("flush", flush.run, shutdown=settings.shutdown_timeout),
             ChildSpec("sweeper", sweeper.run, shutdown=1.0),
             ChildSpec("content", content.run, shutdown=settings.shutdown_timeout),
+            ChildSpec("presence", presence.run, shutdown=2.0),
+            ChildSpec("router", router.run, shutdown=1.0),
+            ChildSpec("connections", connections.run, shutdown=settings.shutdown_timeout),
         ],
         strategy="rest_for_one", max_restarts=5, max_seconds=30.0, name="root",
     )
-    return System(settings, stores, mirror, flush, sweeper, content, supervisor, instance_id)
+    return System(settings, stores, mirror, flush, sweeper, content, presence, router,
+                  connections, supervisor, instance_id)

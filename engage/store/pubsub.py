@@ -108,7 +108,11 @@ class PubSubConnection:
                 raise StoreError("redis pub/sub: authentication failed")
 
     async def subscribe(self, *channels: bytes, wait: bool = True) -> None:
-        """Subscribe; with ``wait``, return once Redis has confirmed each channel."""
+        """Subscribe; with ``wait``, return once Redis has confirmed each channel.
+
+        Confirmations are read by :meth:`messages`, so ``wait`` needs another
+        task iterating it.
+        """
         await self._change("subscribe", channels, wait)
 
     async def unsubscribe(self, *channels: bytes, wait: bool = False) -> None:

@@ -1,0 +1,261 @@
+"""The connection actor: one per WebSocket.
+
+It owns the socket's inbound side, its subscriptions and its identity. Each
+client op becomes a message to the actor that owns the data (a content actor,
+the router); the reply goes back as an ``ack`` or ``error`` frame carrying the
+client's ``ref``.
+
+Outbound frames that many clients share (comments, counts) are not sent by
+this actor: the router writes them straight to the transport's hot path
+(:meth:`push`). If the transport's bounded outbox overflows, the router calls
+:meth:`overflow` and this actor closes the socket as a slow consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from engage.actors.connection import codes
+from engage.actors.connection.messages import Close, Deliver
+from engage.actors.content.directory import ContentDirectory
+from engage.actors.content.messages import GetCounts, Interact, PostComment
+from engage.actors.ref import ActorRef, Mailbox
+from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe
+from engage.auth import Identity, verify_token
+from engage.domain import make_op, validate_content_id
+from engage.domain.comments import parse_comment_id, validate_body
+from engage.errors import (ActorError, ClientError, StoreError, ValidationError,
+                           WebSocketClosed)
+from engage.store.history import RedisHistory
+from engage.wire import Wire, decode, encode
+
+log = logging.getLogger(__name__)
+
+CONNECTION_MAILBOX_SIZE = 16
+#: Seconds an op waits on the actor that handles it.
+OP_TIMEOUT = 10.0
+#: Seconds the closing handshake may take.
+CLOSE_TIMEOUT = 2.0
+#: Longest ``ref`` echoed back.
+MAX_REF = 64
+
+_INTERACTIONS = {"view": "view", "like": "like", "unlike": "unlike", "applaud": "applause"}
+
+
+@dataclass(frozen=True)
+class ConnectionContext:
+    """What every connection actor needs, shared by all of them."""
+
+    content: ContentDirectory
+    router: ActorRef
+    history: RedisHistory
+    jwt_secret: str
+    applause_cap: int
+    comment_max_chars: int
+    max_subscriptions: int
+    history_size: int
+
+
+class ConnectionActor:
+    """Serves one accepted WebSocket.
+
+    Args:
+        ws: the accepted transport (``write_nowait``, ``send``, ``receive``, ``close``).
+        wire: ``"json"`` or ``"msgpack"``.
+        identity: who the token named, if any.
+        context: shared services.
+    """
+
+    def __init__(self, ws: Any, *, wire: Wire, identity: Identity | None,
+                 context: ConnectionContext) -> None:
+        self.ws = ws
+        self.wire = wire
+        self.identity = identity
+        self.context = context
+        self.mailbox = Mailbox(CONNECTION_MAILBOX_SIZE)
+        self.ref = ActorRef("connection", self.mailbox)
+        self.subscriptions: set[str] = set()
+        self._scope = trio.CancelScope()
+        self._close = (codes.NORMAL, "")
+
+    # -- the router's hot path -------------------------------------------------------
+
+    def push(self, frame: bytes) -> bool:
+        return self.ws.write_nowait(frame)
+
+    def overflow(self) -> None:
+        self.stop(codes.SLOW_CONSUMER, "slow consumer: outbox overflowed")
+
+    def stop(self, code: int, reason: str) -> None:
+        """Close soon with ``code``; safe to call from any task, any number of times."""
+        if not self._scope.cancel_called:
+            self._close = (code, reason)
+            self._scope.cancel()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self.ref)
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._mailbox_loop)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
+        except trio.Cancelled:
+            # Our supervisor is stopping us (shutdown): tell the client to come back.
+            self._close = (codes.GOING_AWAY, "server shutting down")
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+                await self._finish()
+            raise
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._finish()
+
+    async def _finish(self) -> None:
+        try:
+            self.context.router.tell_nowait(Drop(self))
+        except ActorError as exc:
+            log.warning("connection: router not told of close: %s", exc)
+        code, reason = self._close
+        await self.ws.close(code, reason)
+
+    async def _mailbox_loop(self) -> None:
+        async for envelope in self.mailbox.receive_channel:
+            message = envelope.message
+            if isinstance(message, Deliver):
+                await self._send(message.frame)
+            elif isinstance(message, Close):
+                self.stop(message.code, message.reason)
+            else:
+                log.error("connection: unexpected message %r", message)
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                data = await self.ws.receive()
+            except WebSocketClosed as closed:
+                self._close = (closed.code or codes.NORMAL, closed.reason or "")
+                return
+            try:
+                frame = decode(data, self.wire)
+            except ValueError as exc:
+                await self._error(None, "malformed", f"could not parse the frame: {exc}")
+                continue
+            ref = frame.get("ref") if isinstance(frame, dict) else None
+            if ref is not None and not (isinstance(ref, (str, int)) and len(str(ref)) <= MAX_REF):
+                await self._error(None, "invalid_ref", f"ref must be a string or integer "
+                                                       f"of at most {MAX_REF} characters")
+                continue
+            try:
+                result = await self._dispatch(frame)
+            except ClientError as exc:
+                await self._error(ref, exc.code, exc.detail)
+            except (StoreError, ActorError):
+                await self._error(ref, "unavailable", "a backing service is busy or down; retry")
+            else:
+                if result is not None:
+                    await self._send({"type": "ack", "ref": ref, "result": result})
+
+    async def _send(self, frame: dict) -> None:
+        await self.ws.send(encode(frame, self.wire))
+
+    async def _error(self, ref: Any, code: str, message: str) -> None:
+        await self._send({"type": "error", "ref": ref, "code": code, "message": message})
+
+    # -- ops ---------------------------------------------------------------------------------
+
+    async def _dispatch(self, frame: Any) -> dict | None:
+        if not isinstance(frame, dict) or not isinstance(frame.get("op"), str):
+            raise ValidationError('every frame is an object with an "op"', code="invalid_frame")
+        op = frame["op"]
+        if op == "ping":
+            await self._send({"type": "pong", "ref": frame.get("ref")})
+            return None
+        if op == "auth":
+            token = frame.get("token")
+            if not isinstance(token, str):
+                raise ValidationError("auth needs a token string", code="invalid_token")
+            self.identity = verify_token(token, self.context.jwt_secret)
+            return {"user": self.identity.user}
+        if op == "subscribe":
+            await self._subscribe(frame)
+            return None
+        if op == "unsubscribe":
+            content_id = validate_content_id(frame.get("content"))
+            subject = f"content:{content_id}"
+            if subject in self.subscriptions:
+                self.subscriptions.discard(subject)
+                await self.context.router.tell(Unsubscribe(subject, self))
+            return {"content": content_id, "subscribed": False}
+        if op in _INTERACTIONS:
+            return await self._interact(_INTERACTIONS[op], frame)
+        if op == "comment":
+            return await self._comment(frame)
+        raise ValidationError(f"unknown op {op!r}", code="unknown_op")
+
+    def _user(self) -> str | None:
+        return self.identity.user if self.identity else None
+
+    async def _interact(self, kind: str, frame: dict) -> dict:
+        content_id = validate_content_id(frame.get("content"))
+        count = frame.get("count") if kind == "applause" else None
+        op = make_op(kind, user=self._user(), viewer=frame.get("viewer") if kind == "view" else None,
+                     count=count, cap=self.context.applause_cap)
+        (result,) = await self.context.content.ask(content_id, Interact((op,)), OP_TIMEOUT)
+        return {"content": content_id, **result.public(kind)}
+
+    async def _comment(self, frame: dict) -> dict:
+        content_id = validate_content_id(frame.get("content"))
+        user = self._user()
+        if user is None:
+            from engage.errors import Unauthorized
+            raise Unauthorized("sign in to comment (send {\"op\": \"auth\"} first)")
+        body = validate_body(frame.get("body"), self.context.comment_max_chars)
+        parent = frame.get("parent")
+        parent_id = None if parent is None else parse_comment_id(parent)
+        comment = await self.context.content.ask(
+            content_id, PostComment(user, body, parent_id), OP_TIMEOUT)
+        return {"content": content_id, "comment": comment.public()}
+
+    async def _subscribe(self, frame: dict) -> None:
+        content_id = validate_content_id(frame.get("content"))
+        subject = f"content:{content_id}"
+        since = frame.get("since")
+        if since is not None and not (
+                isinstance(since, dict) and type(since.get("offset")) is int
+                and since["offset"] >= 0 and isinstance(since.get("epoch"), str)):
+            raise ValidationError('since must be {"offset": <int >= 0>, "epoch": <string>}',
+                                  code="invalid_since")
+        if subject not in self.subscriptions and \
+                len(self.subscriptions) >= self.context.max_subscriptions:
+            raise ValidationError(
+                f"at most {self.context.max_subscriptions} subscriptions per connection",
+                code="too_many_subscriptions")
+        # Subscribe first (live events are buffered for us), then read the
+        # state and history: nothing can fall between the two.
+        watching = await self.context.router.ask(Subscribe(subject, self), OP_TIMEOUT)
+        self.subscriptions.add(subject)
+        counts = await self.context.content.ask(content_id, GetCounts(), OP_TIMEOUT)
+        if since is None:
+            offset, epoch = await self.context.history.position(subject)
+            recovery = None
+        else:
+            recovery = await self.context.history.recover(
+                subject, since["offset"], since["epoch"], self.context.history_size)
+            offset, epoch = recovery.offset, recovery.epoch
+        counts_dict = counts.as_dict(content_id)
+        del counts_dict["id"]
+        await self.context.router.tell(Seed(subject, counts_dict))
+        await self._send({
+            "type": "subscribed", "ref": frame.get("ref"), "content": content_id,
+            **counts_dict, "watching": watching, "offset": offset, "epoch": epoch,
+            "recovered": bool(recovery and recovery.recovered)})
+        if recovery is not None and recovery.recovered:
+            for event in recovery.events:
+                await self._send({"type": event.type, "content": content_id,
+                                  "offset": event.offset, "epoch": epoch, "comment": event.data})
+        await self.context.router.tell(Ready(subject, self, offset))

@@ -1,0 +1,4 @@
+from engage.actors.router.actor import RouterActor, Sink
+from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe, Watching
+
+__all__ = ["Drop", "Ready", "RouterActor", "Seed", "Sink", "Subscribe", "Unsubscribe", "Watching"]

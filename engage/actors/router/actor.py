@@ -1,0 +1,296 @@
+"""The router actor: one Redis pub/sub connection per process, fanned out to
+every local WebSocket that wants a subject.
+
+* It subscribes to a subject's channel only while some local connection wants
+  it, and unsubscribes when the last one leaves.
+* Each event is decoded once and framed at most once per wire format; the
+  same bytes are written to every subscriber (:class:`~engage.wire.SharedFrame`).
+* Writes go straight to each connection's transport without a task switch
+  (``sink.push``); a connection whose outbox overflows is told to close as a
+  slow consumer, and never slows the others.
+* A subscriber that is catching up from history has live events buffered
+  until it says ``Ready``; the buffer is bounded.
+* ``counts`` are coalesced: at most one frame per subject per
+  ``counts_interval``, with ``watching`` from the presence actor.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import msgpack
+import trio
+
+from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe, Watching
+from engage.actors.ref import ActorRef, Envelope, Mailbox
+from engage.errors import StoreError
+from engage.store.keys import Keys
+from engage.store.pubsub import PubSubConnection, connect_pubsub
+from engage.wire import SharedFrame, Wire
+
+log = logging.getLogger(__name__)
+
+ROUTER_MAILBOX_SIZE = 16384
+#: Live events held for one subscriber while it catches up from history.
+MAX_CATCHUP_BUFFER = 1000
+#: Fields of a ``counts`` frame taken from the published snapshot.
+COUNT_FIELDS = ("views", "unique_viewers", "likes", "applause", "comments")
+COMMENT_EVENTS = frozenset({"comment", "comment_updated", "comment_deleted"})
+
+
+class Sink(Protocol):
+    """What the router writes to: a connection actor."""
+
+    wire: Wire
+
+    def push(self, frame: bytes) -> bool:
+        """Queue ``frame`` without waiting; False if the client is too slow."""
+
+    def overflow(self) -> None:
+        """The client fell too far behind: close it as a slow consumer."""
+
+
+class _Subject:
+    """Per-subject routing state."""
+
+    __slots__ = ("sinks", "counts", "rev", "watching", "dirty")
+
+    def __init__(self) -> None:
+        self.sinks: dict[Any, list | None] = {}  # sink -> catch-up buffer, None when live
+        self.counts: dict[str, int] | None = None
+        self.rev = 0
+        self.watching = 0
+        self.dirty = False
+
+
+def subject_content(subject: str) -> str:
+    return subject.split(":", 1)[1]
+
+
+class RouterActor:
+    """Routes pub/sub events to local subscribers.
+
+    Args:
+        redis_url: where to open the pub/sub connection.
+        keys: channel names.
+        counts_interval: least seconds between two counts frames per subject.
+        presence: told the local subscriber count of each subject as it changes.
+    """
+
+    def __init__(self, redis_url: str, keys: Keys, *, counts_interval: float,
+                 presence: ActorRef | None = None) -> None:
+        self.redis_url = redis_url
+        self.keys = keys
+        self.counts_interval = counts_interval
+        self.presence = presence
+        self.mailbox = Mailbox(ROUTER_MAILBOX_SIZE)
+        self.ref = ActorRef("router", self.mailbox)
+        self._subjects: dict[str, _Subject] = {}
+        self._by_sink: dict[Any, set[str]] = {}
+        self._dirty: set[str] = set()
+        self._conn: PubSubConnection | None = None
+        self._nursery: trio.Nursery | None = None
+        self.delivered = 0
+
+    def statistics(self) -> dict[str, int]:
+        return {"subjects": len(self._subjects), "sinks": len(self._by_sink),
+                "delivered": self.delivered}
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        # A restart starts empty: the supervisor (rest_for_one) restarts every
+        # connection after us, and their clients resubscribe and catch up.
+        self._subjects.clear()
+        self._by_sink.clear()
+        self._dirty.clear()
+        conn = await connect_pubsub(self.redis_url)
+        self._conn = conn
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._read_loop, conn)
+                nursery.start_soon(self._counts_loop)
+                task_status.started(self.ref)
+                await self._mailbox_loop()
+        finally:
+            self._conn = None
+            conn.release_waiters()
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+
+    def _channel(self, subject: str) -> bytes:
+        return self.keys.channel(subject).encode()
+
+    # -- mailbox -------------------------------------------------------------------
+
+    async def _mailbox_loop(self) -> None:
+        receive = self.mailbox.receive_channel
+        while True:
+            envelope: Envelope = await receive.receive()
+            message = envelope.message
+            try:
+                result = await self._handle(message)
+            except StoreError as exc:
+                if envelope.reply is not None:
+                    envelope.reply.fail(exc)
+                raise  # the connection is broken: restart and resubscribe
+            if envelope.reply is not None:
+                envelope.reply.set(result)
+
+    async def _handle(self, message: Any) -> Any:
+        if isinstance(message, Subscribe):
+            return await self._subscribe(message.subject, message.sink)
+        if isinstance(message, Ready):
+            self._ready(message.subject, message.sink, message.offset)
+        elif isinstance(message, Unsubscribe):
+            self._unsubscribe(message.subject, message.sink)
+        elif isinstance(message, Drop):
+            for subject in list(self._by_sink.get(message.sink, ())):
+                self._unsubscribe(subject, message.sink)
+        elif isinstance(message, Seed):
+            state = self._subjects.get(message.subject)
+            if state is not None and state.counts is None:
+                state.counts = dict(message.counts)
+        elif isinstance(message, Watching):
+            state = self._subjects.get(message.subject)
+            if state is not None and state.watching != message.count:
+                state.watching = message.count
+                self._mark(message.subject, state)
+        else:
+            log.error("router: unexpected message %r", message)
+        return None
+
+    async def _subscribe(self, subject: str, sink: Any) -> int:
+        state = self._subjects.get(subject)
+        if state is None:
+            state = self._subjects[subject] = _Subject()
+            assert self._conn is not None
+            await self._conn.subscribe(self._channel(subject))
+        fresh = sink not in state.sinks
+        state.sinks[sink] = []  # buffer until Ready, also when re-subscribing to catch up
+        if fresh:
+            self._by_sink.setdefault(sink, set()).add(subject)
+            self._tell_presence(subject, len(state.sinks))
+        return state.watching
+
+    def _ready(self, subject: str, sink: Any, offset: int) -> None:
+        state = self._subjects.get(subject)
+        buffered = state.sinks.get(sink) if state else None
+        if state is None or buffered is None:
+            return
+        state.sinks[sink] = None
+        for event_offset, frame in buffered:
+            if event_offset > offset and not self._push(sink, frame):
+                return
+
+    def _unsubscribe(self, subject: str, sink: Any) -> None:
+        state = self._subjects.get(subject)
+        if state is None or sink not in state.sinks:
+            return
+        del state.sinks[sink]
+        subjects = self._by_sink.get(sink)
+        if subjects is not None:
+            subjects.discard(subject)
+            if not subjects:
+                del self._by_sink[sink]
+        self._tell_presence(subject, len(state.sinks))
+        if not state.sinks:
+            del self._subjects[subject]
+            self._dirty.discard(subject)
+            if self._conn is not None:
+                self._conn_unsubscribe(subject)
+
+    def _conn_unsubscribe(self, subject: str) -> None:
+        conn = self._conn
+
+        async def send() -> None:
+            try:
+                await conn.unsubscribe(self._channel(subject))
+            except StoreError as exc:
+                log.warning("router: unsubscribe %s failed: %s", subject, exc)
+
+        # Fire and forget, so the mailbox never waits on Redis for a leave.
+        if conn is not None and self._nursery is not None:
+            self._nursery.start_soon(send)
+
+    def _tell_presence(self, subject: str, count: int) -> None:
+        if self.presence is None:
+            return
+        from engage.actors.presence.messages import LocalCount
+        try:
+            self.presence.tell_nowait(LocalCount(subject, count))
+        except Exception as exc:  # presence is best effort; routing must go on
+            log.warning("router: presence not told: %s", exc)
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def _push(self, sink: Any, frame: SharedFrame) -> bool:
+        if sink.push(frame.bytes_for(sink.wire)):
+            self.delivered += 1
+            return True
+        sink.overflow()
+        return False
+
+    async def _read_loop(self, conn: PubSubConnection) -> None:
+        async for _channel, data in conn.messages():
+            try:
+                event = msgpack.unpackb(data, raw=True)
+                self._route(event)
+            except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+                log.error("router: dropped a malformed event: %r", exc)
+
+    def _route(self, event: dict) -> None:
+        subject = event[b"s"].decode()
+        state = self._subjects.get(subject)
+        if state is None:
+            return
+        kind = event[b"t"].decode()
+        if kind in COMMENT_EVENTS:
+            offset = event[b"o"]
+            frame = SharedFrame({
+                "type": kind, "content": subject_content(subject), "offset": offset,
+                "epoch": event[b"e"].decode(), "comment": msgpack.unpackb(event[b"d"])})
+            for sink, buffered in list(state.sinks.items()):
+                if buffered is None:
+                    self._push(sink, frame)
+                elif len(buffered) < MAX_CATCHUP_BUFFER:
+                    buffered.append((offset, frame))
+                else:
+                    sink.overflow()
+        elif kind == "counts":
+            rev = event[b"r"]
+            if rev > state.rev:
+                state.rev = rev
+                state.counts = {k.decode(): v for k, v in event[b"d"].items()}
+                self._mark(subject, state)
+        elif kind == "presence":
+            if state.watching != event[b"w"]:
+                state.watching = event[b"w"]
+                self._mark(subject, state)
+        else:
+            log.debug("router: ignoring event type %s", kind)
+
+    def _mark(self, subject: str, state: _Subject) -> None:
+        state.dirty = True
+        self._dirty.add(subject)
+
+    async def _counts_loop(self) -> None:
+        """Emit coalesced counts frames, at most one per subject per interval."""
+        while True:
+            await trio.sleep(self.counts_interval)
+            dirty, self._dirty = self._dirty, set()
+            for subject in dirty:
+                state = self._subjects.get(subject)
+                if state is None or not state.dirty or state.counts is None:
+                    continue
+                state.dirty = False
+                frame = SharedFrame(self.counts_frame(subject, state))
+                for sink, buffered in list(state.sinks.items()):
+                    if buffered is None:
+                        self._push(sink, frame)
+
+    @staticmethod
+    def counts_frame(subject: str, state: _Subject) -> dict:
+        counts = state.counts or {}
+        return {"type": "counts", "content": subject_content(subject),
+                **{k: counts.get(k, 0) for k in COUNT_FIELDS}, "watching": state.watching}

@@ -1,0 +1,62 @@
+"""Presence in Redis: how many connections watch a subject, across instances."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from engage.errors import StoreError
+from engage.store.bridge import Bridge
+from engage.store.keys import Keys
+
+
+class RedisPresence:
+    """Writes this instance's watcher counts and reads totals, in one pipeline.
+
+    Args:
+        instance_id: this process.
+        ttl: seconds an instance's entry outlives its last refresh.
+    """
+
+    def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
+                 instance_id: str, ttl: float) -> None:
+        self.client = client
+        self.bridge = bridge
+        self.keys = keys
+        self.instance_id = instance_id
+        self.ttl = ttl
+        self._source = resources.files("engage.store").joinpath("lua", "presence.lua").read_text()
+        self._sha: str | None = None
+
+    async def refresh(self, local: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """Record ``(subject, local connections)`` pairs; return each subject's total."""
+        try:
+            return await self.bridge.call(self._aio_refresh, local)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis: {exc}") from exc
+
+    async def _aio_refresh(self, local):
+        if not local:
+            return {}
+        now = int(time.time() * 1000)
+        expiry = now + int(self.ttl * 1000)
+        key_ttl = int(self.ttl * 4)
+        if self._sha is None:
+            self._sha = await self.client.script_load(self._source)
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for subject, count in local:
+                pipe.evalsha(self._sha, 1, self.keys.watchers(subject), self.instance_id, count,
+                             now, expiry, key_ttl, self.keys.channel(subject), subject)
+            try:
+                totals = await pipe.execute()
+                break
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._sha = await self.client.script_load(self._source)
+        return {subject: int(total) for (subject, _), total in zip(local, totals)}

@@ -1,0 +1,58 @@
+"""The WebSocket gateway: the upgrade's checks, then a connection actor.
+
+Checks, in order: ``Origin`` (a browser's origin must be our own or in
+``allowed_origins``; no ``Origin`` means a non-browser client, which is
+allowed), the optional ``?token=``, and the wire format (subprotocol
+``engage.msgpack`` or JSON). Refusals are HTTP problem responses, before any
+WebSocket exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from engage.auth import verify_token
+from engage.errors import Unauthorized
+from engage.wire import MSGPACK_SUBPROTOCOL
+
+log = logging.getLogger(__name__)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
+    """Is a browser at ``origin`` allowed to connect to us at ``host``?"""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in allowed:
+        return True
+    if host and origin in (f"http://{host}", f"https://{host}"):
+        return True
+    return False
+
+
+def _problem(status: int, title: str, detail: str, code: str) -> bytes:
+    return json.dumps({"type": "about:blank", "title": title, "status": status,
+                       "detail": detail, "code": code}).encode()
+
+
+async def handle_websocket(system: Any, conn: Any) -> None:
+    """Serve one upgrade request on ``/v1/ws`` for ``system``."""
+    settings = system.settings
+    host = conn.headers.get("host")
+    if not origin_allowed(conn.origin, host, settings.origins):
+        await conn.reject(403, _problem(403, "Forbidden", "this Origin may not open WebSockets "
+                                        "here; add it to allowed_origins", "origin_not_allowed"))
+        return
+    identity = None
+    token = conn.query.get("token")
+    if token:
+        try:
+            identity = verify_token(token, settings.jwt_secret)
+        except Unauthorized as exc:
+            await conn.reject(401, _problem(401, "Unauthorized", exc.detail, exc.code))
+            return
+    wire = "msgpack" if MSGPACK_SUBPROTOCOL in conn.subprotocols else "json"
+    await conn.accept(MSGPACK_SUBPROTOCOL if wire == "msgpack" else None)
+    await system.connections.serve(conn, wire=wire, identity=identity)

@@ -18,12 +18,13 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from engage.errors import ConfigError, EngageError
 from engage.http import create_app
 from engage.settings import Settings, load_settings
-from engage.system import build_system, open_stores
+from engage.system import System, build_system, open_stores
+from engage.ws import serve_front
+from engage.ws.endpoint import handle_websocket
 
 log = logging.getLogger("engage")
 
@@ -65,8 +66,7 @@ async def main(settings: Settings) -> None:
 
             async def run_server(*, task_status):
                 try:
-                    await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait,
-                                task_status=task_status)
+                    await serve(system, app, stop.wait, task_status=task_status)
                 finally:
                     server_done.set()
 
@@ -76,6 +76,16 @@ async def main(settings: Settings) -> None:
             await server_done.wait()
             log.info("http server stopped; stopping actors")
             root.cancel_scope.cancel()
+
+
+async def serve(system: System, app, shutdown_trigger, *,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """HTTP (hypercorn, quart-trio) and WebSocket (``/v1/ws``) on one port."""
+    settings = system.settings
+    await serve_front(app, hypercorn_config(settings), partial(handle_websocket, system),
+                      shutdown_trigger=shutdown_trigger,
+                      max_message_bytes=settings.ws_max_message_bytes,
+                      max_outbox_bytes=settings.ws_outbox_bytes, task_status=task_status)
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:

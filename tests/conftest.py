@@ -15,8 +15,6 @@ from functools import partial
 
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from tests.support import admin_execute, delete_prefix, free_port
 
@@ -55,6 +53,8 @@ def redis_prefix():
 def settings(database_url, redis_prefix):
     return load_settings(
         env={},
+        host="127.0.0.1",
+        port=free_port(),
         database_url=database_url,
         redis_url=BASE_REDIS_URL,
         redis_prefix=redis_prefix,
@@ -92,17 +92,14 @@ async def system(settings, stores, nursery):
 async def server(system, nursery):
     """The HTTP gateway on an ephemeral 127.0.0.1 port; yields its base URL."""
     from engage.http import create_app
+    from run import serve
 
-    config = HypercornConfig()
-    config.bind = [f"127.0.0.1:{free_port()}"]
-    config.accesslog = None
     done = trio.Event()
     stop = trio.Event()
 
     async def run(*, task_status):
         try:
-            await serve(create_app(system), config, shutdown_trigger=stop.wait,
-                        task_status=task_status)
+            await serve(system, create_app(system), stop.wait, task_status=task_status)
         finally:
             done.set()
 

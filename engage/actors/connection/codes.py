@@ -9,6 +9,8 @@ PROTOCOL_ERROR = 1002
 MESSAGE_TOO_BIG = 1009
 #: An unexpected server fault.
 INTERNAL_ERROR = 1011
+#: The server lost its event stream (Redis pub/sub); reconnect and catch up.
+SERVICE_RESTART = 1012
 #: The client read too slowly and its outbox overflowed; reconnect and catch up.
 SLOW_CONSUMER = 4008
 #: Nothing (not even a pong) arrived for ``ws_idle_timeout`` seconds.

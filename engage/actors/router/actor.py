@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import msgpack
 import trio
 
+from engage.actors.connection import codes
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe, Watching
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.errors import StoreError
@@ -32,6 +33,11 @@ from engage.wire import SharedFrame, Wire
 log = logging.getLogger(__name__)
 
 ROUTER_MAILBOX_SIZE = 16384
+#: Back-off between attempts to reach Redis pub/sub, in seconds.
+RECONNECT_MIN_DELAY = 0.1
+RECONNECT_MAX_DELAY = 5.0
+#: Close code asking clients to reconnect and catch up.
+SERVICE_RESTART = codes.SERVICE_RESTART
 #: Live events held for one subscriber while it catches up from history.
 MAX_CATCHUP_BUFFER = 1000
 #: Fields of a ``counts`` frame taken from the published snapshot.
@@ -49,6 +55,9 @@ class Sink(Protocol):
 
     def overflow(self) -> None:
         """The client fell too far behind: close it as a slow consumer."""
+
+    def stop(self, code: int, reason: str) -> None:
+        """Close the client soon with ``code``."""
 
 
 class _Subject:
@@ -103,20 +112,47 @@ class RouterActor:
         self._subjects.clear()
         self._by_sink.clear()
         self._dirty.clear()
-        conn = await connect_pubsub(self.redis_url)
-        self._conn = conn
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._read_loop, conn)
-                nursery.start_soon(self._counts_loop)
-                task_status.started(self.ref)
-                await self._mailbox_loop()
-        finally:
-            self._conn = None
-            conn.release_waiters()
-            with trio.CancelScope(shield=True):
-                await conn.aclose()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._counts_loop)
+            nursery.start_soon(self._mailbox_loop)
+            task_status.started(self.ref)
+            await self._connection_loop()
+
+    async def _connection_loop(self) -> None:
+        """Keep one pub/sub connection up. When it drops, events may have been
+        missed, so every local client is told to reconnect and catch up."""
+        delay = RECONNECT_MIN_DELAY
+        while True:
+            try:
+                conn = await connect_pubsub(self.redis_url)
+            except StoreError as exc:
+                log.warning("router: redis pub/sub unavailable, retrying in %.1f s: %s",
+                            delay, exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            delay = RECONNECT_MIN_DELAY
+            self._conn = conn
+            try:
+                await self._read_loop(conn)
+            except StoreError as exc:
+                log.warning("router: lost redis pub/sub: %s; clients will reconnect", exc)
+            finally:
+                self._conn = None
+                conn.release_waiters()
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
+            self._drop_everyone()
+
+    def _drop_everyone(self) -> None:
+        for sink in list(self._by_sink):
+            sink.stop(SERVICE_RESTART, "event stream interrupted: reconnect and catch up")
+        for subject in list(self._subjects):
+            self._tell_presence(subject, 0)
+        self._subjects.clear()
+        self._by_sink.clear()
+        self._dirty.clear()
 
     def _channel(self, subject: str) -> bytes:
         return self.keys.channel(subject).encode()
@@ -130,10 +166,10 @@ class RouterActor:
             message = envelope.message
             try:
                 result = await self._handle(message)
-            except StoreError as exc:
+            except StoreError as exc:  # pub/sub is down: the asker hears, we go on
                 if envelope.reply is not None:
                     envelope.reply.fail(exc)
-                raise  # the connection is broken: restart and resubscribe
+                continue
             if envelope.reply is not None:
                 envelope.reply.set(result)
 
@@ -163,9 +199,15 @@ class RouterActor:
     async def _subscribe(self, subject: str, sink: Any) -> int:
         state = self._subjects.get(subject)
         if state is None:
+            conn = self._conn
+            if conn is None:
+                raise StoreError("redis pub/sub is not connected")
             state = self._subjects[subject] = _Subject()
-            assert self._conn is not None
-            await self._conn.subscribe(self._channel(subject))
+            await conn.subscribe(self._channel(subject))
+            if self._conn is not conn:  # lost while we waited: the state was dropped
+                raise StoreError("redis pub/sub connection lost")
+        elif not state.sinks and self._conn is None:
+            raise StoreError("redis pub/sub is not connected")
         fresh = sink not in state.sinks
         state.sinks[sink] = []  # buffer until Ready, also when re-subscribing to catch up
         if fresh:

@@ -24,6 +24,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+import redis.asyncio as aioredis
+
 from engage.actors import ContentDirectory, FlushActor, MirrorActor, SweeperActor
 from engage.actors.connection import ConnectionContext, ConnectionDirectory
 from engage.actors.presence import PresenceActor
@@ -48,7 +50,7 @@ class Stores:
     database: PostgresCounters
     comments: PostgresComments
     history: RedisHistory
-    redis: object  # the redis-py client, for stores made per instance
+    redis: aioredis.Redis  # for stores made per instance (presence)
 
 
 @asynccontextmanager

@@ -107,7 +107,7 @@ class ContentActor:
                 await self._handle([first, *self.mailbox.drain_nowait(CONTENT_MAX_BATCH - 1)])
                 idle_until = trio.current_time() + self.idle_timeout
             if self._counts_dirty and trio.current_time() >= self._next_publish:
-                await self._publish_counts()
+                self._publish_counts()
             if first is None and not self._counts_dirty and trio.current_time() >= idle_until:
                 break
         # Idle: leave the registry first, so new messages start a fresh actor,
@@ -119,9 +119,9 @@ class ContentActor:
         if leftovers:
             await self._handle(leftovers)
             if self._counts_dirty:
-                await self._publish_counts()
+                self._publish_counts()
 
-    async def _publish_counts(self) -> None:
+    def _publish_counts(self) -> None:
         self._counts_dirty = False
         self._next_publish = trio.current_time() + self.counts_interval
         try:

@@ -6,9 +6,7 @@ content actor, and shapes the reply. Errors become problem+json responses.
 
 from __future__ import annotations
 
-import json
 import secrets
-from typing import Any
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,18 +14,17 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from engage import problems
+from engage import problems, routes, web
 from engage.actors import DeleteComment, EditComment, GetCounts, Interact, PostComment
-from engage.auth import Identity, parse_authorization
 from engage.domain import Counts, Op, make_op, validate_content_id
 from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_id, validate_body,
                                     validate_page)
 from engage.errors import (ActorError, ClientError, NotFound, StoreError, TooManyChildren,
-                           Unauthorized, Unavailable, UnsupportedMediaType, ValidationError)
+                           Unauthorized, Unavailable, ValidationError)
 from engage.system import System
+from engage.web import json_body, object_body, ok
 
-#: Seconds a request waits on an actor before answering 503.
-REQUEST_TIMEOUT = 10.0
+from engage.web import REQUEST_TIMEOUT
 #: Seconds ``/readyz`` gives each store to answer.
 READY_TIMEOUT = 2.0
 #: The demo page runs only our own scripts; comment text can never execute.
@@ -44,46 +41,13 @@ def create_app(system: System) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     cap = settings.applause_cap
 
-    # -- helpers ----------------------------------------------------------------
-
-    def identity() -> Identity | None:
-        return parse_authorization(request.headers.get("Authorization"), settings.jwt_secret)
-
     def user_id() -> str | None:
-        ident = identity()
-        return ident.user if ident else None
-
-    async def json_body(*, required: bool) -> Any:
-        raw = await request.get_data(as_text=False)
-        if not raw:
-            if required:
-                raise ValidationError("request body must be a JSON object", code="missing_body")
-            return None
-        if request.mimetype != "application/json":
-            raise UnsupportedMediaType("send the body as Content-Type: application/json")
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"malformed JSON: {exc}", code="malformed_json") from None
-
-    def object_body(body: Any, allowed: set[str]) -> dict:
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise ValidationError("request body must be a JSON object", code="invalid_body")
-        unknown = set(body) - allowed
-        if unknown:
-            raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}",
-                                  code="unknown_field")
-        return body
+        return web.current_user(settings)
 
     async def interact(content_id: str, op: Op):
         validate_content_id(content_id)
         (result,) = await system.content.ask(content_id, Interact((op,)), REQUEST_TIMEOUT)
         return result
-
-    def ok(body: dict, status: int = 200) -> Response:
-        return Response(json.dumps(body), status=status, content_type="application/json")
 
     # -- errors -------------------------------------------------------------------
 
@@ -299,4 +263,6 @@ def create_app(system: System) -> QuartTrio:
     async def metrics_endpoint():
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
+    for register in routes.MODULES:
+        register(app, system)
     return app

@@ -9,7 +9,6 @@ gets its own database and prefix and removes them afterwards.
 from __future__ import annotations
 
 import os
-import secrets
 import uuid
 from functools import partial
 

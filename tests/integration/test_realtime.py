@@ -82,7 +82,7 @@ async def test_catch_up_after_reconnect(server, client, auth):
     with trio.fail_after(30):
         async with open_websocket_url(ws_url(server)) as ws:
             c = Client(ws)
-            sub = await c.op({"op": "subscribe", "content": "cu"})
+            await c.op({"op": "subscribe", "content": "cu"})
             await client.post("/v1/content/cu/comments", json={"body": "seen"}, headers=auth("a"))
             seen = await c.until(type="comment")
         missed = []

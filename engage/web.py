@@ -1,0 +1,72 @@
+"""Request helpers shared by every route module: identity, JSON bodies, replies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response, request
+
+from engage.auth import Identity, parse_authorization
+from engage.errors import Forbidden, Unauthorized, UnsupportedMediaType, ValidationError
+from engage.settings import Settings
+
+#: Seconds a request waits on an actor before answering 503.
+REQUEST_TIMEOUT = 10.0
+
+
+def current_identity(settings: Settings) -> Identity | None:
+    """The caller's identity from ``Authorization``, or ``None`` if anonymous."""
+    return parse_authorization(request.headers.get("Authorization"), settings.jwt_secret)
+
+
+def current_user(settings: Settings) -> str | None:
+    identity = current_identity(settings)
+    return identity.user if identity else None
+
+
+def require_user(settings: Settings, role: str | None = None) -> Identity:
+    """The signed-in caller, optionally with ``role``.
+
+    Raises:
+        Unauthorized: no valid token.
+        Forbidden: the token lacks ``role``.
+    """
+    identity = current_identity(settings)
+    if identity is None:
+        raise Unauthorized("sign in first (Authorization: Bearer <token>)")
+    if role is not None and role not in identity.roles and "admin" not in identity.roles:
+        raise Forbidden(f"this needs the {role!r} role", code="missing_role")
+    return identity
+
+
+async def json_body(*, required: bool) -> Any:
+    """The request's JSON body (``None`` if empty and not required)."""
+    raw = await request.get_data(as_text=False)
+    if not raw:
+        if required:
+            raise ValidationError("request body must be a JSON object", code="missing_body")
+        return None
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("send the body as Content-Type: application/json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"malformed JSON: {exc}", code="malformed_json") from None
+
+
+def object_body(body: Any, allowed: set[str]) -> dict:
+    """``body`` as an object with no fields outside ``allowed``."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object", code="invalid_body")
+    unknown = set(body) - allowed
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}",
+                              code="unknown_field")
+    return body
+
+
+def ok(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")

@@ -34,6 +34,7 @@ from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
 from engage.store.bridge import Bridge, open_bridge
 from engage.store.comments import PostgresComments
+from engage.store.events import EventLog
 from engage.store.history import RedisHistory
 from engage.store.presence import RedisPresence
 from engage.store.postgres import open_postgres
@@ -51,6 +52,7 @@ class Stores:
     comments: PostgresComments
     history: RedisHistory
     redis: aioredis.Redis  # for stores made per instance (presence)
+    events: EventLog
 
 
 @asynccontextmanager
@@ -66,8 +68,9 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                           ttl=settings.counter_ttl)
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
                                        size=settings.history_size, ttl=settings.history_ttl)
+                events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
                 yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                             PostgresComments(pool, bridge), history, client)
+                             PostgresComments(pool, bridge), history, client, events)
 
 
 @dataclass

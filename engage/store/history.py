@@ -10,6 +10,8 @@ Stream entry ids are ``<offset>-1``, so a range read starts at an offset.
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +22,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from engage.errors import StoreError
 from engage.store.bridge import Bridge
+from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
 
 
@@ -70,10 +73,16 @@ class RedisHistory:
         self._sha: dict[str, str] = {}
 
     async def publish(self, subject: str, event_type: str, payload: object, *,
-                      content_id: str | None = None, comment_delta: int = 0) -> tuple[int, str]:
-        """Append and publish one event on ``subject``'s channel; returns (offset, epoch)."""
+                      content_id: str | None = None, comment_delta: int = 0,
+                      log: tuple[str, dict] | None = None) -> tuple[int, str]:
+        """Append and publish one event on ``subject``'s channel; returns (offset, epoch).
+
+        Args:
+            content_id: whose comment count changes by ``comment_delta``.
+            log: ``(type, data)`` to append to the event log in the same step.
+        """
         return await self._call(self._aio_publish, subject, event_type, payload,
-                                content_id, comment_delta)
+                                content_id, comment_delta, log)
 
     async def position(self, subject: str) -> tuple[int, str]:
         return await self._call(self._aio_position, subject)
@@ -99,13 +108,16 @@ class RedisHistory:
             self._sha[name] = await self.client.script_load(self._sources[name])
             return await self.client.evalsha(self._sha[name], len(keys), *keys, *args)
 
-    async def _aio_publish(self, subject, event_type, payload, content_id, comment_delta):
+    async def _aio_publish(self, subject, event_type, payload, content_id, comment_delta, log):
         k = self.keys
         counts_key = k.counts(content_id) if content_id else k.prefix + "none"
+        log_type, log_data = log if log else ("", {})
         offset, epoch = await self._eval(
-            "publish", [k.history(subject), k.history_meta(subject), counts_key],
+            "publish", [k.history(subject), k.history_meta(subject), counts_key, k.events],
             [k.channel(subject), subject, event_type, msgpack.packb(payload), self.size,
-             self.ttl, new_epoch(), comment_delta])
+             self.ttl, new_epoch(), comment_delta, log_type,
+             json.dumps(log_data, separators=(",", ":")), int(time.time() * 1000),
+             EVENT_LOG_MAX_LEN])
         return int(offset), epoch.decode()
 
     async def _aio_position(self, subject):

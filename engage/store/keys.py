@@ -31,6 +31,11 @@ class Keys:
         return f"{self.prefix}stage:{token}:{part}"
 
     @property
+    def events(self) -> str:
+        """The event log stream (see engage/store/events.py)."""
+        return f"{self.prefix}events"
+
+    @property
     def pending(self) -> str:
         return f"{self.prefix}pending"
 

@@ -19,6 +19,7 @@ from engage.domain import Counts, FlushBatch, Op, OpResult, Snapshot, parse_batc
 from engage.domain.counters import KIND_CODES
 from engage.errors import StoreError
 from engage.store.bridge import Bridge
+from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
 from engage.store.protocols import ApplyOutcome
 
@@ -120,11 +121,11 @@ class RedisCounterCache:
         now_ms = str(int(time.time() * 1000))
         calls = []
         for content_id, ops in work:
-            args: list = [content_id, now_ms, self.applause_cap, self.ttl]
+            args: list = [content_id, now_ms, self.applause_cap, self.ttl, EVENT_LOG_MAX_LEN]
             for op in ops:
                 args += (KIND_CODES[op.kind], op.who, op.count)
             calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
-                                    k.like_seq], args))
+                                    k.like_seq, k.events], args))
         replies = await self._evalsha_pipeline(calls)
         out = []
         for (content_id, ops), reply in zip(work, replies):

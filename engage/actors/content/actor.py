@@ -210,6 +210,9 @@ class ContentActor:
             comment = await self.comments.create(self.content_id, message.author, message.body,
                                                  message.parent)
             event, delta = "comment", 1
+            parent = await self.comments.get(comment.parent) if comment.parent else None
+            log = ("comment.created", {"content": self.content_id, "comment": comment.public(),
+                                       "parent_author": parent.author if parent else None})
         else:
             current = await self.comments.get(message.comment_id)
             if current is None or current.deleted or current.content_id != self.content_id:
@@ -219,10 +222,16 @@ class ContentActor:
             if isinstance(message, EditComment):
                 comment = await self.comments.edit(message.comment_id, message.body)
                 event, delta = "comment_updated", 0
+                log = None
             else:
                 comment = await self.comments.delete(message.comment_id)
                 event, delta = "comment_deleted", -1
-        await self.history.publish(self.subject, event, comment.public(),
-                                   content_id=self.content_id, comment_delta=delta)
+                log = ("comment.deleted", {"content": self.content_id,
+                                           "comment_id": str(comment.id)})
+        payload = comment.public()
+        if event == "comment_deleted":  # a deleted body is not spread any further
+            payload = {"id": payload["id"], "parent": payload["parent"]}
+        await self.history.publish(self.subject, event, payload, content_id=self.content_id,
+                                   comment_delta=delta, log=log)
         self._counts_dirty = delta != 0 or self._counts_dirty
         return comment

@@ -2,9 +2,11 @@
 --
 -- KEYS: 1 counts hash, 2 likers set, 3 applause hash (user -> total),
 --       4 HyperLogLog of viewers, 5 pending hash, 6 pending-since string,
---       7 like sequence counter
--- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s),
+--       7 like sequence counter, 8 event log stream
+-- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s), 5 event log max length,
 --       then triples: kind (v|l|u|a), who, count
+-- Appends "applause" events (who clapped, how much) and "milestone" events
+-- (likes or applause passing 10, 100, 1000 ...) to the event log.
 -- Returns {0} when the counts hash is missing (the caller reloads it from
 -- Postgres and retries), else {1, unique_viewers, comments, then per op: views,
 -- likes, applause, extra} where extra is the like state (0/1) or the user's applause.
@@ -21,7 +23,24 @@ local dv, dl, da, events = 0, 0, 0, 0
 local hll_dirty = false
 local seq = nil
 local out = {1, 0, tonumber(redis.call('HGET', KEYS[1], 'comments')) or 0}
-for i = 5, #ARGV, 3 do
+local likes0, applause0 = likes, applause
+
+local function log_event(kind, data)
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', 'type', kind, 'at', ARGV[2],
+             'data', cjson.encode(data))
+end
+
+-- The highest power of ten in (before, after], or nil.
+local function milestone(before, after)
+  local m = nil
+  local step = 10
+  while step <= after do
+    if step > before then m = step end
+    step = step * 10
+  end
+  return m
+end
+for i = 6, #ARGV, 3 do
   local kind, who, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local extra = 0
   events = events + 1
@@ -55,6 +74,8 @@ for i = 5, #ARGV, 3 do
       da = da + add
       applause = applause + add
       redis.call('HSET', KEYS[5], 'A' .. sep .. id .. sep .. who, mine)
+      log_event('applause', {content = id, user = who, added = add, mine = mine,
+                             total = applause})
     end
     extra = mine
   else
@@ -80,6 +101,10 @@ end
 if hll_dirty then
   redis.call('HSET', KEYS[5], 'H' .. sep .. id, 1)
 end
+local m = milestone(likes0, likes)
+if m then log_event('milestone', {content = id, metric = 'likes', value = m}) end
+m = milestone(applause0, applause)
+if m then log_event('milestone', {content = id, metric = 'applause', value = m}) end
 if redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('HINCRBY', KEYS[5], '#events', events)
   redis.call('SET', KEYS[6], ARGV[2], 'NX')

@@ -3,10 +3,12 @@
 -- published.
 --
 -- KEYS: 1 history stream, 2 history meta hash (epoch, offset),
---       3 counts hash (may be absent)
+--       3 counts hash (may be absent), 4 event log stream
 -- ARGV: 1 channel, 2 subject (content id or feed), 3 event type,
 --       4 payload (msgpack), 5 max history length, 6 history ttl (s),
---       7 epoch to use if the history is new, 8 comment count delta
+--       7 epoch to use if the history is new, 8 comment count delta,
+--       9 event log type ('' for none), 10 event log data (JSON), 11 now (ms),
+--       12 event log max length
 -- Returns {offset, epoch}.
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
@@ -22,6 +24,10 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 local delta = tonumber(ARGV[8])
 if delta ~= 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HINCRBY', KEYS[3], 'comments', delta)
+end
+if ARGV[9] ~= '' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[12], '*', 'type', ARGV[9], 'at', ARGV[11],
+             'data', ARGV[10])
 end
 redis.call('PUBLISH', ARGV[1],
   cmsgpack.pack({t = ARGV[3], s = ARGV[2], o = offset, e = epoch, d = ARGV[4]}))

@@ -34,6 +34,7 @@ from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
 from engage.store.bridge import Bridge, open_bridge
 from engage.store.comments import PostgresComments
+from engage.store.content_meta import PostgresContentMeta
 from engage.store.events import EventLog
 from engage.store.history import RedisHistory
 from engage.store.presence import RedisPresence
@@ -53,6 +54,7 @@ class Stores:
     history: RedisHistory
     redis: aioredis.Redis  # for stores made per instance (presence)
     events: EventLog
+    content_meta: PostgresContentMeta
 
 
 @asynccontextmanager
@@ -70,7 +72,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                        size=settings.history_size, ttl=settings.history_ttl)
                 events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
                 yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                             PostgresComments(pool, bridge), history, client, events)
+                             PostgresComments(pool, bridge), history, client, events,
+                             PostgresContentMeta(pool, bridge))
 
 
 @dataclass

@@ -95,20 +95,31 @@ class _Child:
     scope: trio.CancelScope | None = None
     done: trio.Event = field(default_factory=trio.Event)
     restarts: int = 0
+    #: Bumped on every start, so an exit of an earlier run can be told apart.
+    generation: int = 0
 
 
 class _TaskStatus:
-    """Forwards ``started()`` and remembers that it happened."""
+    """Forwards ``started()``, remembers that it happened and, once the child
+    has really moved into the supervisor's nursery, shields it."""
 
-    __slots__ = ("_inner", "started_called")
+    __slots__ = ("_inner", "_nursery", "_scope", "_task", "started_called")
 
-    def __init__(self, inner: trio.TaskStatus) -> None:
+    def __init__(self, inner: trio.TaskStatus, scope: trio.CancelScope,
+                 nursery: trio.Nursery) -> None:
         self._inner = inner
+        self._scope = scope
+        self._nursery = nursery
+        self._task = trio.lowlevel.current_task()
         self.started_called = False
 
     def started(self, value: Any = None) -> None:
         self.started_called = True
         self._inner.started(value)
+        # Not moved when the caller of start() was cancelled meanwhile: then the
+        # child must stay cancellable, or start() would wait for it forever.
+        if self._task.parent_nursery is self._nursery:
+            self._scope.shield = True
 
 
 class _Base:
@@ -122,28 +133,33 @@ class _Base:
         self.max_seconds = max_seconds
         self._nursery: trio.Nursery | None = None
         self._restart_times: collections.deque[float] = collections.deque()
-        self._exits: collections.deque[tuple[_Child, BaseException | None]] = collections.deque()
+        self._exits: collections.deque[tuple[_Child, BaseException | None, int]] = (
+            collections.deque())
         self._wakeup = trio.Event()
 
     # -- starting and stopping one child -------------------------------------
 
     async def _start_child(self, child: _Child) -> Any:
         assert self._nursery is not None, "supervisor is not running"
-        # Shielded so that cancelling the supervisor does not hit every child at
-        # once: the supervisor stops them itself, one by one, in reverse order.
-        child.scope = trio.CancelScope(shield=True)
+        # Shielded once started (see _TaskStatus) so that cancelling the
+        # supervisor does not hit every child at once: the supervisor stops them
+        # itself, one by one, in reverse order. Not shielded while starting, so
+        # that cancelling the caller of start can interrupt a slow start.
+        child.scope = trio.CancelScope()
         child.done = trio.Event()
         child.stopping = False
+        child.generation += 1
         child.value = await self._nursery.start(self._child_main, child)
         child.running = True
         return child.value
 
     async def _child_main(self, child: _Child, *, task_status: trio.TaskStatus) -> None:
         _shutdown_budget.set(child.spec.shutdown)
-        status = _TaskStatus(task_status)
+        generation = child.generation
+        assert child.scope is not None and self._nursery is not None
+        status = _TaskStatus(task_status, child.scope, self._nursery)
         error: BaseException | None = None
         try:
-            assert child.scope is not None
             with child.scope:
                 await child.spec.start(task_status=status)
         except Exception as exc:
@@ -154,7 +170,7 @@ class _Base:
             child.running = False
             child.done.set()
         if status.started_called:
-            self._exits.append((child, error))
+            self._exits.append((child, error, generation))
             self._wakeup.set()
 
     async def _stop_child(self, child: _Child) -> None:
@@ -202,7 +218,7 @@ class _Base:
                 log.warning("%s: restart of %r failed: %r", self.name, child.spec.id, exc)
                 cause = exc
 
-    async def _next_exits(self) -> list[tuple[_Child, BaseException | None]]:
+    async def _next_exits(self) -> list[tuple[_Child, BaseException | None, int]]:
         await self._wakeup.wait()
         self._wakeup = trio.Event()
         out = list(self._exits)
@@ -258,6 +274,13 @@ class Supervisor(_Base):
         raise KeyError(child_id)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the children in order, supervise them, stop them in reverse.
+
+        Raises:
+            RestartBudgetExceeded: too many restarts (escalation to our parent).
+            Exception: a child failed to start; the ones started are stopped first.
+        """
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
@@ -265,16 +288,20 @@ class Supervisor(_Base):
                     await self._start_child(child)
                 task_status.started(self)
                 await self._supervise()
+            except Exception as exc:
+                failure = exc  # raised below, bare rather than in an ExceptionGroup
             finally:
                 with trio.CancelScope(shield=True):
                     for child in reversed(self._children):
                         await self._stop_child(child)
+        if failure is not None:
+            raise failure
 
     async def _supervise(self) -> None:
         while True:
-            for child, error in await self._next_exits():
-                if child.stopping:
-                    continue
+            for child, error, generation in await self._next_exits():
+                if child.stopping or generation != child.generation:
+                    continue  # stopped on purpose, or an earlier run already restarted
                 self._log_exit(child, error)
                 if not self._wants_restart(child, error):
                     continue
@@ -291,7 +318,8 @@ class Supervisor(_Base):
             await self._stop_child(sibling)
         await self._restart_with_budget(child, error)
         for sibling in later:
-            if sibling in was_running or sibling.spec.restart == "permanent":
+            # As in OTP: temporary children are never restarted.
+            if sibling in was_running and sibling.spec.restart != "temporary":
                 await self._start_child(sibling)
 
 
@@ -386,19 +414,31 @@ class DynamicSupervisor(_Base):
             await self._stop_child(child)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Supervise children as they are started; stop them in reverse on exit.
+
+        Raises:
+            RestartBudgetExceeded: too many restarts (escalation to our parent).
+        """
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
                 task_status.started(self)
                 await self._supervise()
+            except Exception as exc:
+                failure = exc  # raised below, bare rather than in an ExceptionGroup
             finally:
                 with trio.CancelScope(shield=True):
                     for child in reversed([*self._registry.values(), *self._released]):
                         await self._stop_child(child)
+        if failure is not None:
+            raise failure
 
     async def _supervise(self) -> None:
         while True:
-            for child, error in await self._next_exits():
+            for child, error, generation in await self._next_exits():
+                if generation != child.generation:
+                    continue  # an earlier run of a child that was restarted since
                 self._released.discard(child)
                 key = child.spec.id
                 owned = self._registry.get(key) is child

@@ -1,0 +1,396 @@
+"""One server-side WebSocket over a trio ``SocketStream``, built for fan-out.
+
+:class:`WebSocketConnection` adds the handshake, inbound messages and the
+closing handshake to :class:`~engage.ws.outbox.FrameWriter`, whose
+``write_nowait`` is the fan-out hot path (see :mod:`engage.ws.outbox` for
+how direct writes and the bounded outbox interplay).
+
+Inbound frames are parsed by wsproto; the handshake by wsproto's
+``WSConnection``, which is dropped once the connection is accepted. A close
+with :data:`~engage.ws.frames.SLOW_CONSUMER_CLOSE` (or after the outbox
+overflowed) discards the queued frames first, so the close frame is next in
+line.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import parse_qsl, unquote
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
+from wsproto.connection import ConnectionState as ProtoState
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
+                            TextMessage)
+
+from engage.errors import WebSocketClosed
+from engage.ws.frames import (ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, NORMAL_CLOSURE,
+                              SLOW_CONSUMER_CLOSE, close_frame, ping_frame, pong_frame)
+from engage.ws.handshake import PROBLEM_JSON, RequestHead, http_response
+from engage.ws.outbox import DEFAULT_MAX_OUTBOX_BYTES, FrameWriter
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+#: Seconds :meth:`WebSocketConnection.close` may take before it drops the socket.
+CLOSE_TIMEOUT = 2.0
+#: Most bytes read from the socket at once.
+RECV_BYTES = 16 * 1024
+#: Close codes that must never appear in a close frame (RFC 6455 7.4.1).
+_LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
+
+CONNECTING = "connecting"
+OPEN = "open"
+CLOSING = "closing"
+CLOSED = "closed"
+
+
+class WebSocketConnection(FrameWriter):
+    """A server-side WebSocket: handshake, fan-out writes, inbound messages.
+
+    Made by :func:`engage.ws.frontdoor.serve_front` once a request head asks
+    for an upgrade; the handler then calls :meth:`accept` or :meth:`reject`.
+
+    Args:
+        stream: the connection's trio stream.
+        raw: the stdlib socket under ``stream`` (for non-blocking direct writes).
+        head: the parsed request head.
+        handshake: a server ``WSConnection`` that has received the head.
+        request: wsproto's ``Request`` event for the head.
+        trailing: bytes received after the head.
+        nursery: where the writer task runs while the outbox is non-empty.
+        shutting_down: set when the server starts a graceful shutdown.
+        max_message_bytes: larger inbound messages close the socket with 1009.
+        max_outbox_bytes: the outbox bound; beyond it the peer is a slow consumer.
+
+    Attributes:
+        headers: request headers, names lower-cased.
+        subprotocols: the subprotocols the client offered, in its order.
+        subprotocol: the one accepted, if any.
+        last_seen: ``trio.current_time()`` of the last inbound bytes.
+        slow_consumer: True once a write found the outbox full.
+        shutting_down: a ``trio.Event`` set when the server is shutting down.
+        close_code: the code of the close frame we sent, once sent.
+    """
+
+    __slots__ = ("_target", "headers", "subprotocols", "subprotocol", "_handshake",
+                 "_trailing", "_proto", "shutting_down", "max_message_bytes", "_state",
+                 "_receiving", "_recv_done", "_parts", "_parts_bytes", "last_seen",
+                 "close_code", "close_reason", "_closed_exc")
+
+    def __init__(self, stream: trio.SocketStream, raw: socket.socket, head: RequestHead,
+                 handshake: WSConnection, request: Request, trailing: bytes, *,
+                 nursery: trio.Nursery, shutting_down: trio.Event | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES) -> None:
+        super().__init__(stream, raw, nursery, max_outbox_bytes)
+        self._target = request.target
+        self.headers = head.headers
+        self.subprotocols = list(request.subprotocols)
+        self.subprotocol: str | None = None
+        self._handshake: WSConnection | None = handshake
+        self._trailing = trailing
+        self._proto: Connection | None = None
+        self.shutting_down = shutting_down if shutting_down is not None else trio.Event()
+        self.max_message_bytes = max_message_bytes
+        self._state = CONNECTING
+        self._receiving = False
+        self._recv_done: trio.Event | None = None
+        self._parts: list[str | bytes] | None = None
+        self._parts_bytes = 0
+        self.last_seen = trio.current_time()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._closed_exc: WebSocketClosed | None = None
+
+    # -- the request ---------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The request path, percent-decoded, without the query."""
+        return unquote(self._target.partition("?")[0])
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters (the last value wins for repeated names)."""
+        return dict(parse_qsl(self._target.partition("?")[2], keep_blank_values=True))
+
+    @property
+    def origin(self) -> str | None:
+        """The ``Origin`` header, if the client sent one."""
+        return self.headers.get("origin")
+
+    @property
+    def state(self) -> str:
+        """``"connecting"``, ``"open"``, ``"closing"`` or ``"closed"``."""
+        return self._state
+
+    # -- handshake -----------------------------------------------------------------------
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        """Complete the handshake (``101 Switching Protocols``).
+
+        Args:
+            subprotocol: one of :attr:`subprotocols`, or None for none.
+
+        Raises:
+            ValueError: ``subprotocol`` was not offered by the client.
+            RuntimeError: the handshake was already answered.
+            WebSocketClosed: the peer went away during the reply.
+        """
+        if self._state is not CONNECTING or self._handshake is None:
+            raise RuntimeError(f"accept() on a {self._state} websocket")
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered")
+        reply = self._handshake.send(AcceptConnection(subprotocol=subprotocol))
+        self._handshake = None
+        self._proto = Connection(ConnectionType.SERVER, trailing_data=self._trailing)
+        self._trailing = b""
+        self.subprotocol = subprotocol
+        try:
+            await self._stream.send_all(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._state = CLOSED
+            self._mark_broken()
+            raise WebSocketClosed(ABNORMAL_CLOSURE, "connection lost during handshake") from None
+        self._state = OPEN
+        self._writable = True
+
+    async def reject(self, status: int, body: bytes = b"", *, content_type: str = PROBLEM_JSON,
+                     headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Refuse the upgrade with an HTTP response and end the connection."""
+        if self._state is not CONNECTING:
+            raise RuntimeError(f"reject() on a {self._state} websocket")
+        self._handshake = None
+        self._state = CLOSING
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await self._stream.send_all(
+                    http_response(status, body, content_type=content_type, headers=headers))
+                await self._stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        await self._abort()
+
+    # -- writing (write_nowait is inherited: the hot path) --------------------------------
+
+    async def send(self, frame: bytes) -> None:
+        """Write a complete frame and wait until the kernel has it.
+
+        For replies to one client: the outbox bound does not apply (the
+        caller waits, so it cannot run away); the ordering rules do.
+
+        Raises:
+            WebSocketClosed: the connection is closing or lost.
+        """
+        if not self._writable or not await self._write_and_wait(frame):
+            raise self._closed_error()
+
+    async def ping(self, payload: bytes = b"") -> None:
+        """Send a ping; the pong (like any inbound bytes) updates :attr:`last_seen`."""
+        await self.send(ping_frame(payload))
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        """The next complete message: ``str`` for text, ``bytes`` for binary.
+
+        Pings are answered with pongs; pongs are absorbed. Every inbound
+        byte updates :attr:`last_seen`.
+
+        Raises:
+            WebSocketClosed: the peer closed (we have replied with a close
+                frame), a message exceeded ``max_message_bytes`` (we sent
+                1009), the peer broke the protocol (we sent its error code),
+                or the connection was lost (1006).
+        """
+        if self._closed_exc is not None:
+            raise self._closed_exc
+        if self._proto is None:
+            raise RuntimeError(f"receive() on a {self._state} websocket")
+        if self._receiving:
+            if self._state is not OPEN:  # close() is reading the peer's close frame
+                await self._wait_receiver()
+                raise self._closed_error()
+            raise trio.BusyResourceError("another task is already receiving")
+        self._receiving = True
+        try:
+            while True:
+                message = self._next_message()
+                if message is not None:
+                    return message
+                try:
+                    data = await self._stream.receive_some(RECV_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if data:
+                    self.last_seen = trio.current_time()
+                    self._proto.receive_data(data)
+                else:
+                    self._proto.receive_data(None)
+        finally:
+            self._stop_receiving()
+
+    def _stop_receiving(self) -> None:
+        self._receiving = False
+        if self._recv_done is not None:
+            self._recv_done.set()
+            self._recv_done = None
+
+    async def _wait_receiver(self) -> None:
+        if self._recv_done is None:
+            self._recv_done = trio.Event()
+        await self._recv_done.wait()
+
+    def _next_message(self) -> str | bytes | None:
+        """Process buffered events; a finished message, or None for more data."""
+        assert self._proto is not None
+        for event in self._proto.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                if self._close_code_sent():
+                    continue  # we are closing: late messages are dropped
+                data = event.data
+                size = len(data) if isinstance(data, bytes) or data.isascii() \
+                    else len(data.encode("utf-8"))
+                self._parts_bytes += size
+                if self._parts_bytes > self.max_message_bytes:
+                    self._fail(MESSAGE_TOO_BIG,
+                               f"message larger than {self.max_message_bytes} bytes")
+                if not event.message_finished:
+                    if self._parts is None:
+                        self._parts = []
+                    self._parts.append(data)
+                    continue
+                if self._parts:
+                    self._parts.append(data)
+                    data = ("" if isinstance(data, str) else b"").join(self._parts)  # type: ignore[attr-defined]
+                self._parts = None
+                self._parts_bytes = 0
+                return data
+            if isinstance(event, Ping):
+                if self._writable and not self.write_nowait(pong_frame(event.payload)) \
+                        and self.slow_consumer:
+                    self._fail(SLOW_CONSUMER_CLOSE, "slow consumer: outbox overflowed")
+            elif isinstance(event, CloseConnection):
+                self._on_close(event)
+        return None
+
+    def _on_close(self, event: CloseConnection) -> None:
+        assert self._proto is not None
+        if event.code == ABNORMAL_CLOSURE and self._proto.state is ProtoState.CLOSED:
+            self._mark_broken()
+            if self.close_code is not None:  # we closed it (close() from another task)
+                self._closed_exc = WebSocketClosed(self.close_code, self.close_reason)
+            else:
+                self._closed_exc = WebSocketClosed(ABNORMAL_CLOSURE, "connection lost")
+        elif self._close_code_sent():  # the peer's reply to our close
+            self._closed_exc = WebSocketClosed(self.close_code or NORMAL_CLOSURE,
+                                               self.close_reason)
+        elif self._proto.state is ProtoState.REMOTE_CLOSING:  # the peer closes: echo
+            self._begin_close(event.code, event.reason or "")
+            self._closed_exc = WebSocketClosed(event.code, event.reason or "")
+        else:  # wsproto could not parse a frame: close with its code
+            self._fail(event.code, event.reason or "protocol error")
+        raise self._closed_exc
+
+    def _fail(self, code: int, reason: str) -> None:
+        self._begin_close(code, reason)
+        self._closed_exc = WebSocketClosed(code, reason)
+        raise self._closed_exc
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _close_code_sent(self) -> bool:
+        return self.close_code is not None
+
+    def _begin_close(self, code: int, reason: str) -> None:
+        """Queue the close frame (once); no data frame may follow it."""
+        if self.close_code is not None or self._state is not OPEN:
+            return
+        self._state = CLOSING
+        self._writable = False
+        self.close_code, self.close_reason = code, reason
+        if code == SLOW_CONSUMER_CLOSE or self.slow_consumer:
+            self._drop_queued()
+        self._write(close_frame(None if code in _LOCAL_ONLY_CODES else code, reason))
+
+    def _closed_error(self) -> WebSocketClosed:
+        if self._closed_exc is not None:
+            return self._closed_exc
+        if self.close_code is not None:
+            return WebSocketClosed(self.close_code, self.close_reason)
+        return WebSocketClosed(ABNORMAL_CLOSURE, "connection lost")
+
+    async def close(self, code: int = NORMAL_CLOSURE, reason: str = "", *,
+                    timeout: float = CLOSE_TIMEOUT) -> None:
+        """Close: send the close frame after what is queued, await the peer's, end TCP.
+
+        Safe to call more than once and after the peer closed. Takes at most
+        ``timeout`` seconds (then the socket is simply dropped). A slow
+        consumer's queued frames are discarded first so the close frame is
+        next. Before the handshake was answered it just drops the socket.
+        Not shielded: a caller that is being cancelled should shield it (the
+        timeout bounds it).
+        """
+        if self._state is CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._state is CONNECTING:
+            self._handshake = None
+            await self._abort()
+            return
+        with trio.move_on_after(timeout):
+            self._begin_close(code, reason)
+            await self._wait_flushed()
+            if not self._broken:
+                await self._await_peer_close()
+        await self._abort()
+
+    async def _await_peer_close(self) -> None:
+        """Read (and drop) until the peer's close frame or EOF.
+
+        Closing the TCP connection with unread input would reset it, and the
+        peer could lose our close frame; RFC 6455 also has the server close
+        TCP first, once both close frames have crossed. If another task is
+        in :meth:`receive`, it does the reading and we wait for it.
+        """
+        while (self._proto is not None and self._proto.state is ProtoState.OPEN
+               and not self._broken):
+            if self._receiving:
+                await self._wait_receiver()
+                continue
+            self._receiving = True
+            try:
+                data = await self._stream.receive_some(RECV_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            finally:
+                self._stop_receiving()
+            if not data:
+                return
+            self.last_seen = trio.current_time()
+            self._proto.receive_data(data)
+            for event in self._proto.events():
+                if isinstance(event, CloseConnection):
+                    return
+
+    async def _abort(self) -> None:
+        self._state = CLOSED
+        self._writable = False
+        if self._closed_exc is None:
+            self._closed_exc = WebSocketClosed(
+                self.close_code if self.close_code is not None else ABNORMAL_CLOSURE,
+                self.close_reason)
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+    # -- introspection -------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, int | bool | str]:
+        """Counters for this connection.
+
+        Returns:
+            ``state``; ``outbox_bytes`` and ``outbox_frames`` queued now;
+            ``frames_direct`` and ``frames_queued`` since the start;
+            ``writer_active`` and ``slow_consumer``.
+        """
+        return {"state": self._state, **self.outbox_statistics()}

@@ -234,6 +234,14 @@ def create_app(system: System) -> QuartTrio:
 
     # -- operations ---------------------------------------------------------------------
 
+    @app.get("/v1/ws")
+    async def websocket_without_upgrade():
+        # Upgrades are taken by the front door; a plain GET arriving on a reused
+        # keep-alive connection lands here.
+        return problems.problem(426, "Upgrade required",
+                                "this endpoint speaks WebSocket only (see docs/protocol.md)",
+                                code="upgrade_required", headers={"Upgrade": "websocket"})
+
     @app.get("/healthz")
     async def healthz():
         return ok({"status": "ok", "instance": system.instance_id})

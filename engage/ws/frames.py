@@ -39,6 +39,11 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 #: The client read too slowly and its bounded outbox overflowed.
 SLOW_CONSUMER_CLOSE = 4008
+#: The server lost its event stream (Redis pub/sub) and may have missed events:
+#: reconnect and resubscribe with ``since`` (RFC 6455's "service restart").
+SERVICE_RESTART = 1012
+#: Nothing (not even a pong) arrived for ``ws_idle_timeout`` seconds.
+HEARTBEAT_TIMEOUT = 4009
 
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")

@@ -19,7 +19,6 @@ from typing import Any
 
 import trio
 
-from engage.actors.connection import codes
 from engage.actors.connection.messages import Close, Deliver
 from engage.actors.content.directory import ContentDirectory
 from engage.actors.content.messages import GetCounts, Interact, PostComment
@@ -32,6 +31,7 @@ from engage.errors import (ActorError, ClientError, StoreError, ValidationError,
                            WebSocketClosed)
 from engage.store.history import RedisHistory
 from engage.wire import Wire, decode, encode
+from engage.ws.frames import GOING_AWAY, NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class ConnectionActor:
         self.ref = ActorRef("connection", self.mailbox)
         self.subscriptions: set[str] = set()
         self._scope = trio.CancelScope()
-        self._close = (codes.NORMAL, "")
+        self._close = (NORMAL_CLOSURE, "")
 
     # -- the router's hot path -------------------------------------------------------
 
@@ -88,7 +88,7 @@ class ConnectionActor:
         return self.ws.write_nowait(frame)
 
     def overflow(self) -> None:
-        self.stop(codes.SLOW_CONSUMER, "slow consumer: outbox overflowed")
+        self.stop(SLOW_CONSUMER_CLOSE, "slow consumer: outbox overflowed")
 
     def stop(self, code: int, reason: str) -> None:
         """Close soon with ``code``; safe to call from any task, any number of times."""
@@ -108,7 +108,7 @@ class ConnectionActor:
                     nursery.cancel_scope.cancel()
         except trio.Cancelled:
             # Our supervisor is stopping us (shutdown): tell the client to come back.
-            self._close = (codes.GOING_AWAY, "server shutting down")
+            self._close = (GOING_AWAY, "server shutting down")
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self._finish()
             raise
@@ -138,7 +138,7 @@ class ConnectionActor:
             try:
                 data = await self.ws.receive()
             except WebSocketClosed as closed:
-                self._close = (closed.code or codes.NORMAL, closed.reason or "")
+                self._close = (closed.code or NORMAL_CLOSURE, closed.reason or "")
                 return
             try:
                 frame = decode(data, self.wire)

@@ -15,12 +15,11 @@ from typing import Any
 
 import trio
 
-from engage.actors.connection import codes
 from engage.actors.connection.actor import ConnectionActor, ConnectionContext
 from engage.auth import Identity
 from engage.supervisor import DynamicSupervisor
 from engage.wire import Wire
-from engage.ws.frames import ping_frame
+from engage.ws.frames import HEARTBEAT_TIMEOUT, ping_frame
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,6 @@ class ConnectionDirectory:
             cutoff = trio.current_time() - self.idle_timeout
             for actor in list(self._live.values()):
                 if actor.ws.last_seen < cutoff:
-                    actor.stop(codes.HEARTBEAT_TIMEOUT, "no frames or pongs: peer presumed dead")
+                    actor.stop(HEARTBEAT_TIMEOUT, "no frames or pongs: peer presumed dead")
                 elif not actor.push(ping):
                     actor.overflow()

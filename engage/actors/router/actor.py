@@ -22,13 +22,13 @@ from typing import Any, Protocol
 import msgpack
 import trio
 
-from engage.actors.connection import codes
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe, Watching
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.errors import StoreError
 from engage.store.keys import Keys
 from engage.store.pubsub import PubSubConnection, connect_pubsub
 from engage.wire import SharedFrame, Wire
+from engage.ws.frames import SERVICE_RESTART
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ ROUTER_MAILBOX_SIZE = 16384
 #: Back-off between attempts to reach Redis pub/sub, in seconds.
 RECONNECT_MIN_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
-#: Close code asking clients to reconnect and catch up.
-SERVICE_RESTART = codes.SERVICE_RESTART
 #: Live events held for one subscriber while it catches up from history.
 MAX_CATCHUP_BUFFER = 1000
 #: Fields of a ``counts`` frame taken from the published snapshot.

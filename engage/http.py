@@ -82,7 +82,11 @@ def create_app(system: System) -> QuartTrio:
     async def get_content(content_id: str):
         validate_content_id(content_id)
         counts: Counts = await system.content.ask(content_id, GetCounts(), REQUEST_TIMEOUT)
-        return ok(counts.as_dict(content_id))
+        body = counts.as_dict(content_id)
+        meta = await system.stores.content_meta.get(content_id)
+        if meta is not None:  # published through the publish stream
+            body.update({k: v for k, v in meta.public().items() if k != "id"})
+        return ok(body)
 
     @app.post("/v1/content/<content_id>/views")
     async def post_view(content_id: str):

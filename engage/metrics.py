@@ -23,3 +23,8 @@ OLDEST_UNFLUSHED = Gauge(
     "engage_oldest_unflushed_seconds", "Age of the oldest change not yet in Postgres (0: none)")
 CONTENT_ACTORS = Gauge("engage_content_actors", "Content actors running in this process")
 HTTP_ERRORS = Counter("engage_http_errors_total", "Problem responses, by status", ["status"])
+NOTIFICATIONS = Counter(
+    "engage_notifications_total", "Notifications stored and pushed, by kind", ["kind"])
+NOTIFICATIONS_SKIPPED = Counter(
+    "engage_notifications_skipped_total",
+    "Notifications not made, by kind and reason (rate_cap, comment_gone)", ["kind", "reason"])

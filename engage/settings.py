@@ -25,6 +25,7 @@ class Settings:
     port: int = 8080
     database_url: str = ""
     redis_url: str = ""
+    data_dir: str = "var"
     redis_prefix: str = "engage:"
     jwt_secret: str = ""
     dev_mode: bool = False
@@ -57,6 +58,11 @@ class Settings:
     presence_refresh: float = 5.0
     presence_ttl: float = 30.0
     max_connections: int = 50000
+    publish_max_deliveries: int = 5
+    publish_claim_idle: float = 30.0
+    notify_coalesce_window: float = 10.0
+    notify_rate_per_minute: int = 30
+    notify_max_per_user: int = 1000
 
     @property
     def origins(self) -> frozenset[str]:
@@ -162,6 +168,11 @@ def _validate(s: Settings) -> None:
         (s.content_idle_timeout > 0, "content_idle_timeout must be > 0"),
         (1 <= s.events_max_batch <= 100_000, "events_max_batch must be 1..100000"),
         (0 < s.port < 65536, "port must be 1..65535"),
+        (s.publish_max_deliveries >= 1, "publish_max_deliveries must be >= 1"),
+        (s.publish_claim_idle > 0, "publish_claim_idle must be > 0"),
+        (s.notify_coalesce_window >= 0, "notify_coalesce_window must be >= 0"),
+        (s.notify_rate_per_minute >= 0, "notify_rate_per_minute must be >= 0 (0: no cap)"),
+        (s.notify_max_per_user >= 1, "notify_max_per_user must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

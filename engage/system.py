@@ -7,6 +7,8 @@
     ├── flush        pending changes -> Postgres             (permanent, final flush on stop)
     ├── sweeper      batches left by dead processes          (permanent)
     ├── content      DynamicSupervisor of content actors     (permanent; children transient)
+    ├── publisher    publish stream -> content + feeds       (permanent)
+    ├── notifier     event log -> per-user notifications     (permanent)
     ├── presence     "N watching" across instances           (permanent)
     ├── router       one Redis pub/sub connection, fan-out   (permanent)
     └── connections  DynamicSupervisor of WebSocket actors   (permanent; children temporary)
@@ -28,7 +30,9 @@ import redis.asyncio as aioredis
 
 from engage.actors import ContentDirectory, FlushActor, MirrorActor, SweeperActor
 from engage.actors.connection import ConnectionContext, ConnectionDirectory
+from engage.actors.notifier import NotifierActor
 from engage.actors.presence import PresenceActor
+from engage.actors.publisher import PublisherActor
 from engage.actors.router import RouterActor
 from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
@@ -37,7 +41,9 @@ from engage.store.comments import PostgresComments
 from engage.store.content_meta import PostgresContentMeta
 from engage.store.events import EventLog
 from engage.store.history import RedisHistory
+from engage.store.notifications import PostgresNotifications
 from engage.store.presence import RedisPresence
+from engage.store.publishing import PublishStream
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
 from engage.supervisor import ChildSpec, Supervisor
@@ -55,6 +61,7 @@ class Stores:
     redis: aioredis.Redis  # for stores made per instance (presence)
     events: EventLog
     content_meta: PostgresContentMeta
+    notifications: PostgresNotifications | None = None
 
 
 @asynccontextmanager
@@ -73,7 +80,9 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
                 yield Stores(bridge, cache, PostgresCounters(pool, bridge),
                              PostgresComments(pool, bridge), history, client, events,
-                             PostgresContentMeta(pool, bridge))
+                             PostgresContentMeta(pool, bridge),
+                             notifications=PostgresNotifications(
+                                 pool, bridge, keep=settings.notify_max_per_user))
 
 
 @dataclass
@@ -91,6 +100,8 @@ class System:
     connections: ConnectionDirectory
     supervisor: Supervisor
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    publisher: PublisherActor | None = None
+    notifier: NotifierActor | None = None
 
 
 def build_system(settings: Settings, stores: Stores, *, instance_id: str | None = None) -> System:
@@ -116,6 +127,16 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
     router = RouterActor(settings.redis_url, keys, counts_interval=settings.counts_interval,
                          presence=presence.ref)
     presence.router = router.ref
+    publisher = PublisherActor(
+        PublishStream(stores.redis, stores.bridge, keys), stores.content_meta, stores.history,
+        consumer=instance_id, max_deliveries=settings.publish_max_deliveries,
+        claim_idle=settings.publish_claim_idle)
+    router.publisher = publisher.ref
+    notifier = NotifierActor(
+        stores.events, stores.history, stores.comments, stores.content_meta,
+        stores.notifications, instance_id=instance_id,
+        coalesce_window=settings.notify_coalesce_window,
+        rate_per_minute=settings.notify_rate_per_minute)
     connections = ConnectionDirectory(
         ConnectionContext(content=content, router=router.ref, history=stores.history,
                           jwt_secret=settings.jwt_secret, applause_cap=settings.applause_cap,
@@ -130,6 +151,8 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
             ChildSpec("flush", flush.run, shutdown=settings.shutdown_timeout),
             ChildSpec("sweeper", sweeper.run, shutdown=1.0),
             ChildSpec("content", content.run, shutdown=settings.shutdown_timeout),
+            ChildSpec("publisher", publisher.run, shutdown=1.0),
+            ChildSpec("notifier", notifier.run, shutdown=2.0),
             ChildSpec("presence", presence.run, shutdown=2.0),
             ChildSpec("router", router.run, shutdown=1.0),
             ChildSpec("connections", connections.run, shutdown=settings.shutdown_timeout),
@@ -137,4 +160,5 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
         strategy="rest_for_one", max_restarts=5, max_seconds=30.0, name="root",
     )
     return System(settings, stores, mirror, flush, sweeper, content, presence, router,
-                  connections, supervisor, instance_id)
+                  connections, supervisor, instance_id, publisher=publisher,
+                  notifier=notifier)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from engage.domain.counters import validate_content_id
 from engage.errors import ValidationError
@@ -13,6 +16,13 @@ MAX_URL = 2048
 MAX_TAGS = 32
 MAX_TAG = 64
 MAX_AUTHOR = 128
+#: Page sizes of ``GET /v1/content``.
+DEFAULT_CONTENT_PAGE = 20
+MAX_CONTENT_PAGE = 100
+#: An author id inside a feed name: printable, no spaces.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_AUTHOR_RE = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_AUTHOR}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +87,72 @@ def parse_publish_event(fields: dict[str, str], *, now: datetime | None = None) 
         raise ValidationError(f"at most {MAX_TAGS} tags of at most {MAX_TAG} characters",
                               code="invalid_publish_event")
     return ContentMeta(content_id, title, url, author, published_at, tags)
+
+
+def feed_subject(feed: object) -> str:
+    """The real-time subject of a WebSocket feed name.
+
+    ``"all"`` is every publication (``feed:all``); ``"author:<id>"`` is one
+    author's (``feed:author:<id>``).
+
+    Raises:
+        ValidationError: any other name.
+    """
+    if feed == "all":
+        return "feed:all"
+    if isinstance(feed, str) and feed.startswith("author:") and \
+            _AUTHOR_RE.fullmatch(feed[len("author:"):]):
+        return f"feed:{feed}"
+    raise ValidationError('feed must be "all" or "author:<author id>"', code="invalid_feed")
+
+
+def validate_content_page(limit: object) -> int:
+    """The page size of a content listing (default 20, at most 100)."""
+    try:
+        size = DEFAULT_CONTENT_PAGE if limit in (None, "") else int(limit)  # type: ignore[arg-type]
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_CONTENT_PAGE:
+        raise ValidationError(f"limit must be an integer from 1 to {MAX_CONTENT_PAGE}",
+                              code="invalid_limit")
+    return size
+
+
+def encode_content_cursor(meta: ContentMeta) -> str:
+    """An opaque cursor that continues a listing after ``meta``."""
+    micros = (meta.published_at - _EPOCH) // _MICROSECOND  # exact: no float rounding
+    raw = f"{micros}:{meta.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_content_cursor(cursor: str) -> tuple[datetime, str]:
+    """``(published_at, id)`` of a cursor from :func:`encode_content_cursor`.
+
+    Raises:
+        ValidationError: anything we did not issue.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, content_id = raw.split(":", 1)
+        return _EPOCH + int(micros) * _MICROSECOND, validate_content_id(content_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError,
+            ValidationError):
+        raise ValidationError("cursor is not one this server issued",
+                              code="invalid_cursor") from None
+
+
+def parse_publish_fields(fields: dict) -> ContentMeta:
+    """:func:`parse_publish_event`, also refusing what Postgres would refuse forever.
+
+    Raises:
+        ValidationError: a value is not a string (or was not UTF-8: ``None``),
+            holds a NUL character, or fails :func:`parse_publish_event`.
+    """
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            raise ValidationError(f"{name!r} must be a UTF-8 string (tags comma-separated)",
+                                  code="invalid_publish_event")
+        if "\x00" in value:
+            raise ValidationError(f"{name!r} contains a NUL character",
+                                  code="invalid_publish_event")
+    return parse_publish_event(fields)

@@ -3,4 +3,6 @@
 Each module has ``register(app, system)``; ``create_app`` calls them in order.
 """
 
-MODULES: list = []
+from engage.routes import notifications, publishing
+
+MODULES: list = [publishing.register, notifications.register]

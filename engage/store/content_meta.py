@@ -12,6 +12,8 @@ from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 
 _COLUMNS = "id, title, url, author, published_at, tags"
+#: ``announce_step`` of content announced on every feed.
+ANNOUNCED = 2
 
 
 def _meta(row: asyncpg.Record) -> ContentMeta:
@@ -32,9 +34,18 @@ class PostgresContentMeta:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise StoreError(f"postgres: {exc}") from exc
 
-    async def store(self, meta: ContentMeta) -> bool:
-        """Insert ``meta`` unless its id exists (then update it); True if new."""
+    async def store(self, meta: ContentMeta) -> int:
+        """Insert or update ``meta``; return how far its announcement has got.
+
+        Returns:
+            0 for new content (nothing announced yet), 1 if only ``feed:all``
+            was announced, 2 if fully announced (:data:`ANNOUNCED`).
+        """
         return await self._call(self._aio_store, meta)
+
+    async def mark_announced(self, content_id: str, step: int) -> None:
+        """Record that announcement ``step`` (1 or 2) of ``content_id`` is done."""
+        await self._call(self._aio_mark, content_id, step)
 
     async def get(self, content_id: str) -> ContentMeta | None:
         return await self._call(self._aio_get, content_id)
@@ -48,16 +59,21 @@ class PostgresContentMeta:
         """Newest first, optionally by one author, after a cursor; and whether more exist."""
         return await self._call(self._aio_newest, author, after, limit)
 
-    async def _aio_store(self, meta: ContentMeta) -> bool:
+    async def _aio_store(self, meta: ContentMeta) -> int:
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            # xmax = 0 only for a freshly inserted row: tells new from update.
             return await conn.fetchval(
-                "INSERT INTO content (id, title, url, author, published_at, tags) "
-                "VALUES ($1, $2, $3, $4, $5, $6) "
+                "INSERT INTO content (id, title, url, author, published_at, tags, announce_step) "
+                "VALUES ($1, $2, $3, $4, $5, $6, 0) "
                 "ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, url = EXCLUDED.url, "
                 "author = EXCLUDED.author, published_at = EXCLUDED.published_at, "
-                "tags = EXCLUDED.tags RETURNING (xmax = 0)",
+                "tags = EXCLUDED.tags RETURNING announce_step",
                 meta.id, meta.title, meta.url, meta.author, meta.published_at, list(meta.tags))
+
+    async def _aio_mark(self, content_id: str, step: int) -> None:
+        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
+            await conn.execute(
+                "UPDATE content SET announce_step = GREATEST(announce_step, $2) WHERE id = $1",
+                content_id, step)
 
     async def _aio_get(self, content_id: str) -> ContentMeta | None:
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:

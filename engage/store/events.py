@@ -89,6 +89,14 @@ class EventLog:
         """Take over events another consumer read but did not ack within ``idle`` s."""
         return await self._call(self._aio_claim, group, consumer, idle, count)
 
+    async def read_pending(self, group: str, consumer: str, *, after: str = "0",
+                           count: int) -> list[Event]:
+        """Events ``consumer`` itself read but has not acked, after id ``after``.
+
+        What a consumer that lost its in-memory state (a restart) reads again.
+        """
+        return await self._call(self._aio_read_pending, group, consumer, after, count)
+
     # -- asyncio side ------------------------------------------------------------
 
     async def _aio_append(self, event_type, data):
@@ -115,6 +123,21 @@ class EventLog:
             await self._aio_ensure_group(group)  # the log was wiped: start again
             return []
         return [_event(i, f) for _, entries in reply or () for i, f in entries]
+
+    async def _aio_read_pending(self, group, consumer, after, count):
+        try:
+            reply = await self.client.xreadgroup(group, consumer, {self.key: after}, count=count)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return []
+        entries = [(i, f) for _, page in reply or () for i, f in page]
+        # An entry trimmed from the stream while pending comes back without
+        # fields and can never be handled: acknowledge it so it stops coming back.
+        gone = [i for i, f in entries if not f]
+        if gone:
+            await self.client.xack(self.key, group, *gone)
+        return [_event(i, f) for i, f in entries if f]
 
     async def _aio_ack(self, group, ids):
         await self.client.xack(self.key, group, *ids)

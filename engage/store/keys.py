@@ -36,6 +36,19 @@ class Keys:
         return f"{self.prefix}events"
 
     @property
+    def publish_stream(self) -> str:
+        """The publish stream a CMS appends to (see engage/store/publishing.py).
+
+        Also the pub/sub channel of the at-most-once ``PUBLISH`` alternative.
+        """
+        return f"{self.prefix}publish"
+
+    @property
+    def publish_dead(self) -> str:
+        """Dead letters of the publish stream, each with a ``reason`` field."""
+        return f"{self.prefix}publish:dead"
+
+    @property
     def pending(self) -> str:
         return f"{self.prefix}pending"
 

@@ -96,13 +96,14 @@ class RedisCounterCache:
     # -- asyncio side ------------------------------------------------------------
 
     async def _load_scripts(self) -> None:
-        for name, source in self._sources.items():
-            self._sha[name] = await self.client.script_load(source)
+        loaded = {name: await self.client.script_load(source)
+                  for name, source in self._sources.items()}
+        self._sha.update(loaded)  # all at once: nobody sees a half-filled table
 
     async def _evalsha_pipeline(self, calls: list[tuple[str, list[str], list]]) -> list:
         """Run ``(script, keys, args)`` calls in one pipeline, reloading scripts
         once if Redis forgot them (a restart or SCRIPT FLUSH)."""
-        if not self._sha:
+        if len(self._sha) < len(self._sources):  # concurrent first callers may both load
             await self._load_scripts()
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)

@@ -27,6 +27,8 @@ from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscr
 from engage.auth import Identity, verify_token
 from engage.domain import make_op, validate_content_id
 from engage.domain.comments import parse_comment_id, validate_body
+from engage.domain.content import feed_subject
+from engage.domain.notifications import user_subject
 from engage.errors import (ActorError, ClientError, StoreError, ValidationError,
                            WebSocketClosed)
 from engage.store.history import RedisHistory
@@ -44,6 +46,21 @@ CLOSE_TIMEOUT = 2.0
 MAX_REF = 64
 
 _INTERACTIONS = {"view": "view", "like": "like", "unlike": "unlike", "applaud": "applause"}
+
+
+def _parse_since(frame: dict) -> dict | None:
+    """The ``since`` of a subscribe frame, checked.
+
+    Raises:
+        ValidationError: not ``{"offset": <int >= 0>, "epoch": <string>}``.
+    """
+    since = frame.get("since")
+    if since is not None and not (
+            isinstance(since, dict) and type(since.get("offset")) is int
+            and since["offset"] >= 0 and isinstance(since.get("epoch"), str)):
+        raise ValidationError('since must be {"offset": <int >= 0>, "epoch": <string>}',
+                              code="invalid_since")
+    return since
 
 
 @dataclass(frozen=True)
@@ -180,11 +197,16 @@ class ConnectionActor:
             if not isinstance(token, str):
                 raise ValidationError("auth needs a token string", code="invalid_token")
             self.identity = verify_token(token, self.context.jwt_secret)
+            await self._leave_other_users()
             return {"user": self.identity.user}
         if op == "subscribe":
             await self._subscribe(frame)
             return None
         if op == "unsubscribe":
+            if "notifications" in frame:
+                return await self._unsubscribe_notifications()
+            if "feed" in frame:
+                return await self._unsubscribe_feed(frame)
             content_id = validate_content_id(frame.get("content"))
             subject = f"content:{content_id}"
             if subject in self.subscriptions:
@@ -221,7 +243,104 @@ class ConnectionActor:
             content_id, PostComment(user, body, parent_id), OP_TIMEOUT)
         return {"content": content_id, "comment": comment.public()}
 
+    async def _subscribe_feed(self, frame: dict) -> None:
+        """Subscribe to published content: ``feed`` is ``all`` or ``author:<id>``.
+
+        Same catch-up rules as content subjects; no counts.
+        """
+        feed = frame.get("feed")
+        subject = feed_subject(feed)
+        since = _parse_since(frame)
+        if subject not in self.subscriptions and \
+                len(self.subscriptions) >= self.context.max_subscriptions:
+            raise ValidationError(
+                f"at most {self.context.max_subscriptions} subscriptions per connection",
+                code="too_many_subscriptions")
+        await self.context.router.ask(Subscribe(subject, self), OP_TIMEOUT)
+        self.subscriptions.add(subject)
+        recovery = None
+        if since is None:
+            offset, epoch = await self.context.history.position(subject)
+        else:
+            recovery = await self.context.history.recover(
+                subject, since["offset"], since["epoch"], self.context.history_size)
+            offset, epoch = recovery.offset, recovery.epoch
+        await self._send({"type": "subscribed", "ref": frame.get("ref"), "feed": feed,
+                          "offset": offset, "epoch": epoch,
+                          "recovered": bool(recovery and recovery.recovered)})
+        if recovery is not None and recovery.recovered:
+            for event in recovery.events:
+                await self._send({"type": event.type, "feed": feed, "offset": event.offset,
+                                  "epoch": epoch, "content": event.data})
+        await self.context.router.tell(Ready(subject, self, offset))
+
+    async def _unsubscribe_feed(self, frame: dict) -> dict:
+        feed = frame.get("feed")
+        subject = feed_subject(feed)
+        if subject in self.subscriptions:
+            self.subscriptions.discard(subject)
+            await self.context.router.tell(Unsubscribe(subject, self))
+        return {"feed": feed, "subscribed": False}
+
+    async def _subscribe_notifications(self, frame: dict) -> None:
+        """Subscribe to the signed-in user's notifications (subject ``user:<id>``).
+
+        Same catch-up rules as content subjects: ``subscribed``, the missed
+        ``notification`` frames, then live ones.
+        """
+        user = self._user()
+        if user is None:
+            from engage.errors import Unauthorized
+            raise Unauthorized('sign in to get notifications (send {"op": "auth"} first)')
+        if frame.get("notifications") is not True:
+            raise ValidationError("notifications must be true", code="invalid_frame")
+        since = _parse_since(frame)
+        subject = user_subject(user)
+        if subject not in self.subscriptions and \
+                len(self.subscriptions) >= self.context.max_subscriptions:
+            raise ValidationError(
+                f"at most {self.context.max_subscriptions} subscriptions per connection",
+                code="too_many_subscriptions")
+        await self.context.router.ask(Subscribe(subject, self), OP_TIMEOUT)
+        self.subscriptions.add(subject)
+        recovery = None
+        if since is None:
+            offset, epoch = await self.context.history.position(subject)
+        else:
+            recovery = await self.context.history.recover(
+                subject, since["offset"], since["epoch"], self.context.history_size)
+            offset, epoch = recovery.offset, recovery.epoch
+        await self._send({"type": "subscribed", "ref": frame.get("ref"), "notifications": True,
+                          "offset": offset, "epoch": epoch,
+                          "recovered": bool(recovery and recovery.recovered)})
+        if recovery is not None and recovery.recovered:
+            for event in recovery.events:
+                await self._send({"type": "notification", "offset": event.offset,
+                                  "epoch": epoch, "notification": event.data})
+        await self.context.router.tell(Ready(subject, self, offset))
+
+    async def _unsubscribe_notifications(self) -> dict:
+        user = self._user()
+        subject = user_subject(user) if user else None
+        if subject in self.subscriptions:
+            self.subscriptions.discard(subject)
+            await self.context.router.tell(Unsubscribe(subject, self))
+        return {"notifications": False}
+
+    async def _leave_other_users(self) -> None:
+        """After ``auth`` as someone else, stop another user's notifications."""
+        mine = user_subject(self.identity.user) if self.identity else None
+        for subject in [s for s in self.subscriptions if s.startswith("user:") and s != mine]:
+            self.subscriptions.discard(subject)
+            await self.context.router.tell(Unsubscribe(subject, self))
+
     async def _subscribe(self, frame: dict) -> None:
+        if "notifications" in frame:
+            await self._subscribe_notifications(frame)
+            return
+        if "feed" in frame:
+            await self._subscribe_feed(frame)
+            return
         content_id = validate_content_id(frame.get("content"))
         subject = f"content:{content_id}"
         since = frame.get("since")

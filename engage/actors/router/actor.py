@@ -12,6 +12,8 @@ every local WebSocket that wants a subject.
   until it says ``Ready``; the buffer is bounded.
 * ``counts`` are coalesced: at most one frame per subject per
   ``counts_interval``, with ``watching`` from the presence actor.
+* Plain ``PUBLISH <prefix>publish`` messages (a CMS publishing content, at
+  most once) are forwarded to the publisher actor as they arrive.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any, Protocol
 import msgpack
 import trio
 
+from engage.actors.publisher.messages import PublishPayload
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe, Watching
 from engage.actors.ref import ActorRef, Envelope, Mailbox
-from engage.errors import StoreError
+from engage.errors import ActorError, StoreError
 from engage.store.keys import Keys
 from engage.store.pubsub import PubSubConnection, connect_pubsub
 from engage.wire import SharedFrame, Wire
@@ -99,6 +102,9 @@ class RouterActor:
         self._conn: PubSubConnection | None = None
         self._nursery: trio.Nursery | None = None
         self.delivered = 0
+        #: Told each plain ``PUBLISH`` on the publish channel; set by build_system.
+        self.publisher: ActorRef | None = None
+        self._publish_channel = keys.publish_stream.encode()
 
     def statistics(self) -> dict[str, int]:
         return {"subjects": len(self._subjects), "sinks": len(self._by_sink),
@@ -133,6 +139,8 @@ class RouterActor:
             delay = RECONNECT_MIN_DELAY
             self._conn = conn
             try:
+                if self.publisher is not None:
+                    await conn.subscribe(self._publish_channel, wait=False)
                 await self._read_loop(conn)
             except StoreError as exc:
                 log.warning("router: lost redis pub/sub: %s; clients will reconnect", exc)
@@ -254,7 +262,7 @@ class RouterActor:
             self._nursery.start_soon(send)
 
     def _tell_presence(self, subject: str, count: int) -> None:
-        if self.presence is None:
+        if self.presence is None or subject.startswith("user:"):  # nobody "watches" a user
             return
         from engage.actors.presence.messages import LocalCount
         try:
@@ -272,12 +280,22 @@ class RouterActor:
         return False
 
     async def _read_loop(self, conn: PubSubConnection) -> None:
-        async for _channel, data in conn.messages():
+        async for channel, data in conn.messages():
+            if channel == self._publish_channel:
+                self._forward_publish(data)
+                continue
             try:
                 event = msgpack.unpackb(data, raw=True)
                 self._route(event)
             except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
                 log.error("router: dropped a malformed event: %r", exc)
+
+    def _forward_publish(self, data: bytes) -> None:
+        try:
+            self.publisher.tell_nowait(PublishPayload(data))  # type: ignore[union-attr]
+        except ActorError as exc:  # PUBLISH is at most once: dropped, and said so
+            log.error("router: a PUBLISH on %s was dropped: %s",
+                      self._publish_channel.decode(), exc)
 
     def _route(self, event: dict) -> None:
         subject = event[b"s"].decode()
@@ -290,13 +308,19 @@ class RouterActor:
             frame = SharedFrame({
                 "type": kind, "content": subject_content(subject), "offset": offset,
                 "epoch": event[b"e"].decode(), "comment": msgpack.unpackb(event[b"d"])})
-            for sink, buffered in list(state.sinks.items()):
-                if buffered is None:
-                    self._push(sink, frame)
-                elif len(buffered) < MAX_CATCHUP_BUFFER:
-                    buffered.append((offset, frame))
-                else:
-                    sink.overflow()
+            self._deliver(state, offset, frame)
+        elif kind == "published":  # subjects feed:all and feed:author:<id>
+            offset = event[b"o"]
+            frame = SharedFrame({
+                "type": kind, "feed": subject_content(subject), "offset": offset,
+                "epoch": event[b"e"].decode(), "content": msgpack.unpackb(event[b"d"])})
+            self._deliver(state, offset, frame)
+        elif kind == "notification" and subject.startswith("user:"):  # one user's, private
+            offset = event[b"o"]
+            frame = SharedFrame({
+                "type": kind, "offset": offset, "epoch": event[b"e"].decode(),
+                "notification": msgpack.unpackb(event[b"d"])})
+            self._deliver(state, offset, frame)
         elif kind == "counts":
             rev = event[b"r"]
             if rev > state.rev:
@@ -309,6 +333,16 @@ class RouterActor:
                 self._mark(subject, state)
         else:
             log.debug("router: ignoring event type %s", kind)
+
+    def _deliver(self, state: _Subject, offset: int, frame: SharedFrame) -> None:
+        """Write ``frame`` to live sinks; buffer it for those catching up."""
+        for sink, buffered in list(state.sinks.items()):
+            if buffered is None:
+                self._push(sink, frame)
+            elif len(buffered) < MAX_CATCHUP_BUFFER:
+                buffered.append((offset, frame))
+            else:
+                sink.overflow()
 
     def _mark(self, subject: str, state: _Subject) -> None:
         state.dirty = True

@@ -14,16 +14,16 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
+from engage.store.scripts import Scripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +43,6 @@ class Recovery:
     epoch: str
     recovered: bool
     events: tuple[HistoryEvent, ...] = ()
-
-
-def _script(name: str) -> str:
-    return resources.files("engage.store").joinpath("lua", name).read_text()
 
 
 def new_epoch() -> str:
@@ -69,8 +65,7 @@ class RedisHistory:
         self.keys = keys
         self.size = size
         self.ttl = ttl
-        self._sources = {"publish": _script("publish.lua"), "position": _script("position.lua")}
-        self._sha: dict[str, str] = {}
+        self.scripts = Scripts(client, ("publish", "position"))
 
     async def publish(self, subject: str, event_type: str, payload: object, *,
                       content_id: str | None = None, comment_delta: int = 0,
@@ -99,20 +94,11 @@ class RedisHistory:
 
     # -- asyncio side ------------------------------------------------------------
 
-    async def _eval(self, name: str, keys: list[str], args: list):
-        if name not in self._sha:
-            self._sha[name] = await self.client.script_load(self._sources[name])
-        try:
-            return await self.client.evalsha(self._sha[name], len(keys), *keys, *args)
-        except NoScriptError:
-            self._sha[name] = await self.client.script_load(self._sources[name])
-            return await self.client.evalsha(self._sha[name], len(keys), *keys, *args)
-
     async def _aio_publish(self, subject, event_type, payload, content_id, comment_delta, log):
         k = self.keys
         counts_key = k.counts(content_id) if content_id else k.prefix + "none"
         log_type, log_data = log if log else ("", {})
-        offset, epoch = await self._eval(
+        offset, epoch = await self.scripts.run(
             "publish", [k.history(subject), k.history_meta(subject), counts_key, k.events],
             [k.channel(subject), subject, event_type, msgpack.packb(payload), self.size,
              self.ttl, new_epoch(), comment_delta, log_type,
@@ -122,7 +108,7 @@ class RedisHistory:
 
     async def _aio_position(self, subject):
         k = self.keys
-        offset, epoch = await self._eval(
+        offset, epoch = await self.scripts.run(
             "position", [k.history(subject), k.history_meta(subject)], [new_epoch(), self.ttl])
         return int(offset), epoch.decode()
 

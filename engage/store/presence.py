@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from importlib import resources
 from typing import Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.keys import Keys
+from engage.store.scripts import Scripts
 
 
 class RedisPresence:
@@ -29,8 +29,7 @@ class RedisPresence:
         self.keys = keys
         self.instance_id = instance_id
         self.ttl = ttl
-        self._source = resources.files("engage.store").joinpath("lua", "presence.lua").read_text()
-        self._sha: str | None = None
+        self.scripts = Scripts(client, ("presence",))
 
     async def refresh(self, local: Sequence[tuple[str, int]]) -> dict[str, int]:
         """Record ``(subject, local connections)`` pairs; return each subject's total."""
@@ -45,18 +44,8 @@ class RedisPresence:
         now = int(time.time() * 1000)
         expiry = now + int(self.ttl * 1000)
         key_ttl = int(self.ttl * 4)
-        if self._sha is None:
-            self._sha = await self.client.script_load(self._source)
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for subject, count in local:
-                pipe.evalsha(self._sha, 1, self.keys.watchers(subject), self.instance_id, count,
-                             now, expiry, key_ttl, self.keys.channel(subject), subject)
-            try:
-                totals = await pipe.execute()
-                break
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                self._sha = await self.client.script_load(self._source)
+        totals = await self.scripts.run_many([
+            ("presence", [self.keys.watchers(subject)],
+             [self.instance_id, count, now, expiry, key_ttl, self.keys.channel(subject), subject])
+            for subject, count in local])
         return {subject: int(total) for (subject, _), total in zip(local, totals)}

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from engage.domain import Counts, FlushBatch, Op, OpResult, Snapshot, parse_batch
 from engage.domain.counters import KIND_CODES
@@ -21,6 +20,7 @@ from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
+from engage.store.scripts import Scripts
 from engage.store.protocols import ApplyOutcome
 
 #: Socket timeout for ordinary request/response connections, in seconds.
@@ -28,10 +28,6 @@ REDIS_SOCKET_TIMEOUT = 5.0
 REDIS_CONNECT_TIMEOUT = 5.0
 #: Members per command when staging a large item back into Redis.
 HYDRATE_CHUNK = 1000
-
-
-def _script(name: str) -> str:
-    return resources.files("engage.store").joinpath("lua", name).read_text()
 
 
 class RedisCounterCache:
@@ -52,8 +48,7 @@ class RedisCounterCache:
         self.keys = keys
         self.applause_cap = applause_cap
         self.ttl = ttl
-        self._sources = {n: _script(n + ".lua") for n in ("apply", "hydrate", "handoff", "counts")}
-        self._sha: dict[str, str] = {}
+        self.scripts = Scripts(client, ("apply", "hydrate", "handoff", "counts"))
 
     # -- trio-facing -----------------------------------------------------------
 
@@ -95,28 +90,6 @@ class RedisCounterCache:
 
     # -- asyncio side ------------------------------------------------------------
 
-    async def _load_scripts(self) -> None:
-        loaded = {name: await self.client.script_load(source)
-                  for name, source in self._sources.items()}
-        self._sha.update(loaded)  # all at once: nobody sees a half-filled table
-
-    async def _evalsha_pipeline(self, calls: list[tuple[str, list[str], list]]) -> list:
-        """Run ``(script, keys, args)`` calls in one pipeline, reloading scripts
-        once if Redis forgot them (a restart or SCRIPT FLUSH)."""
-        if len(self._sha) < len(self._sources):  # concurrent first callers may both load
-            await self._load_scripts()
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for name, keys, args in calls:
-                pipe.evalsha(self._sha[name], len(keys), *keys, *args)
-            try:
-                return await pipe.execute()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self._load_scripts()
-        raise AssertionError("unreachable")
-
     async def _aio_apply_many(self, work):
         k = self.keys
         now_ms = str(int(time.time() * 1000))
@@ -127,7 +100,7 @@ class RedisCounterCache:
                 args += (KIND_CODES[op.kind], op.who, op.count)
             calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
                                     k.like_seq, k.events], args))
-        replies = await self._evalsha_pipeline(calls)
+        replies = await self.scripts.run_many(calls)
         out = []
         for (content_id, ops), reply in zip(work, replies):
             if reply[0] == 0:
@@ -147,7 +120,7 @@ class RedisCounterCache:
 
     async def _aio_publish_counts(self, content_ids):
         k = self.keys
-        await self._evalsha_pipeline([
+        await self.scripts.run_many([
             ("counts", [k.counts(c), k.hll(c)], [k.channel(f"content:{c}"), f"content:{c}"])
             for c in content_ids])
 
@@ -181,13 +154,13 @@ class RedisCounterCache:
             pipe.expire(key, 60)  # a crash mid-hydrate leaves no litter
         await pipe.execute()
         keys = [*self.keys.content_keys(content_id), *staged]
-        (installed,) = await self._evalsha_pipeline(
+        (installed,) = await self.scripts.run_many(
             [("hydrate", keys, [snap.views, snap.likes, snap.applause, self.ttl, snap.comments])])
         return bool(installed)
 
     async def _aio_hand_off(self, batch_id: str) -> bool:
         k = self.keys
-        (made,) = await self._evalsha_pipeline([(
+        (made,) = await self.scripts.run_many([(
             "handoff", [k.pending, k.pending_since, k.batch(batch_id), k.batches, k.batches_since],
             [batch_id, int(time.time() * 1000)])])
         return bool(made)

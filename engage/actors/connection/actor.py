@@ -29,7 +29,7 @@ from engage.domain import make_op, validate_content_id
 from engage.domain.comments import parse_comment_id, validate_body
 from engage.domain.content import feed_subject
 from engage.domain.notifications import user_subject
-from engage.errors import (ActorError, ClientError, StoreError, ValidationError,
+from engage.errors import (ActorError, ClientError, StoreError, Unauthorized, ValidationError,
                            WebSocketClosed)
 from engage.store.history import RedisHistory
 from engage.wire import Wire, decode, encode
@@ -61,6 +61,24 @@ def _parse_since(frame: dict) -> dict | None:
         raise ValidationError('since must be {"offset": <int >= 0>, "epoch": <string>}',
                               code="invalid_since")
     return since
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A subscribable subject and how its frames name it.
+
+    Attributes:
+        subject: the router/history subject (``content:<id>``, ``feed:...``, ``user:<id>``).
+        key, value: the field naming it in frames (``"content": "<id>"``, ...).
+        data_field: the field carrying each history event's payload.
+        in_events: whether event frames repeat ``key`` (notifications do not).
+    """
+
+    subject: str
+    key: str
+    value: Any
+    data_field: str
+    in_events: bool = True
 
 
 @dataclass(frozen=True)
@@ -203,16 +221,7 @@ class ConnectionActor:
             await self._subscribe(frame)
             return None
         if op == "unsubscribe":
-            if "notifications" in frame:
-                return await self._unsubscribe_notifications()
-            if "feed" in frame:
-                return await self._unsubscribe_feed(frame)
-            content_id = validate_content_id(frame.get("content"))
-            subject = f"content:{content_id}"
-            if subject in self.subscriptions:
-                self.subscriptions.discard(subject)
-                await self.context.router.tell(Unsubscribe(subject, self))
-            return {"content": content_id, "subscribed": False}
+            return await self._unsubscribe(frame)
         if op in _INTERACTIONS:
             return await self._interact(_INTERACTIONS[op], frame)
         if op == "comment":
@@ -234,7 +243,6 @@ class ConnectionActor:
         content_id = validate_content_id(frame.get("content"))
         user = self._user()
         if user is None:
-            from engage.errors import Unauthorized
             raise Unauthorized("sign in to comment (send {\"op\": \"auth\"} first)")
         body = validate_body(frame.get("body"), self.context.comment_max_chars)
         parent = frame.get("parent")
@@ -243,90 +251,6 @@ class ConnectionActor:
             content_id, PostComment(user, body, parent_id), OP_TIMEOUT)
         return {"content": content_id, "comment": comment.public()}
 
-    async def _subscribe_feed(self, frame: dict) -> None:
-        """Subscribe to published content: ``feed`` is ``all`` or ``author:<id>``.
-
-        Same catch-up rules as content subjects; no counts.
-        """
-        feed = frame.get("feed")
-        subject = feed_subject(feed)
-        since = _parse_since(frame)
-        if subject not in self.subscriptions and \
-                len(self.subscriptions) >= self.context.max_subscriptions:
-            raise ValidationError(
-                f"at most {self.context.max_subscriptions} subscriptions per connection",
-                code="too_many_subscriptions")
-        await self.context.router.ask(Subscribe(subject, self), OP_TIMEOUT)
-        self.subscriptions.add(subject)
-        recovery = None
-        if since is None:
-            offset, epoch = await self.context.history.position(subject)
-        else:
-            recovery = await self.context.history.recover(
-                subject, since["offset"], since["epoch"], self.context.history_size)
-            offset, epoch = recovery.offset, recovery.epoch
-        await self._send({"type": "subscribed", "ref": frame.get("ref"), "feed": feed,
-                          "offset": offset, "epoch": epoch,
-                          "recovered": bool(recovery and recovery.recovered)})
-        if recovery is not None and recovery.recovered:
-            for event in recovery.events:
-                await self._send({"type": event.type, "feed": feed, "offset": event.offset,
-                                  "epoch": epoch, "content": event.data})
-        await self.context.router.tell(Ready(subject, self, offset))
-
-    async def _unsubscribe_feed(self, frame: dict) -> dict:
-        feed = frame.get("feed")
-        subject = feed_subject(feed)
-        if subject in self.subscriptions:
-            self.subscriptions.discard(subject)
-            await self.context.router.tell(Unsubscribe(subject, self))
-        return {"feed": feed, "subscribed": False}
-
-    async def _subscribe_notifications(self, frame: dict) -> None:
-        """Subscribe to the signed-in user's notifications (subject ``user:<id>``).
-
-        Same catch-up rules as content subjects: ``subscribed``, the missed
-        ``notification`` frames, then live ones.
-        """
-        user = self._user()
-        if user is None:
-            from engage.errors import Unauthorized
-            raise Unauthorized('sign in to get notifications (send {"op": "auth"} first)')
-        if frame.get("notifications") is not True:
-            raise ValidationError("notifications must be true", code="invalid_frame")
-        since = _parse_since(frame)
-        subject = user_subject(user)
-        if subject not in self.subscriptions and \
-                len(self.subscriptions) >= self.context.max_subscriptions:
-            raise ValidationError(
-                f"at most {self.context.max_subscriptions} subscriptions per connection",
-                code="too_many_subscriptions")
-        await self.context.router.ask(Subscribe(subject, self), OP_TIMEOUT)
-        self.subscriptions.add(subject)
-        recovery = None
-        if since is None:
-            offset, epoch = await self.context.history.position(subject)
-        else:
-            recovery = await self.context.history.recover(
-                subject, since["offset"], since["epoch"], self.context.history_size)
-            offset, epoch = recovery.offset, recovery.epoch
-        await self._send({"type": "subscribed", "ref": frame.get("ref"), "notifications": True,
-                          "offset": offset, "epoch": epoch,
-                          "recovered": bool(recovery and recovery.recovered)})
-        if recovery is not None and recovery.recovered:
-            for event in recovery.events:
-                await self._send({"type": "notification", "offset": event.offset,
-                                  "epoch": epoch, "notification": event.data})
-        await self.context.router.tell(Ready(subject, self, offset))
-
-    async def _unsubscribe_notifications(self) -> dict:
-        user = self._user()
-        subject = user_subject(user) if user else None
-        if subject in self.subscriptions:
-            self.subscriptions.discard(subject)
-            await self.context.router.tell(Unsubscribe(subject, self))
-        return {"notifications": False}
-
     async def _leave_other_users(self) -> None:
         """After ``auth`` as someone else, stop another user's notifications."""
         mine = user_subject(self.identity.user) if self.identity else None
@@ -334,47 +258,72 @@ class ConnectionActor:
             self.subscriptions.discard(subject)
             await self.context.router.tell(Unsubscribe(subject, self))
 
-    async def _subscribe(self, frame: dict) -> None:
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _target(self, frame: dict) -> _Target:
+        """Which subject a subscribe/unsubscribe frame names."""
         if "notifications" in frame:
-            await self._subscribe_notifications(frame)
-            return
+            user = self._user()
+            if user is None:
+                raise Unauthorized('sign in to get notifications (send {"op": "auth"} first)')
+            if frame["notifications"] is not True:
+                raise ValidationError("notifications must be true", code="invalid_frame")
+            return _Target(user_subject(user), "notifications", True, "notification",
+                           in_events=False)
         if "feed" in frame:
-            await self._subscribe_feed(frame)
-            return
+            feed = frame["feed"]
+            return _Target(feed_subject(feed), "feed", feed, "content")
         content_id = validate_content_id(frame.get("content"))
-        subject = f"content:{content_id}"
-        since = frame.get("since")
-        if since is not None and not (
-                isinstance(since, dict) and type(since.get("offset")) is int
-                and since["offset"] >= 0 and isinstance(since.get("epoch"), str)):
-            raise ValidationError('since must be {"offset": <int >= 0>, "epoch": <string>}',
-                                  code="invalid_since")
-        if subject not in self.subscriptions and \
+        return _Target(f"content:{content_id}", "content", content_id, "comment")
+
+    async def _subscribe(self, frame: dict) -> None:
+        """Subscribe to a content item, a feed or the user's notifications.
+
+        The router subscription comes first (live events are buffered for us),
+        then the current state and the history: nothing can fall between them.
+        Then ``subscribed``, the missed events (if recovered), and ``Ready``.
+        """
+        target = self._target(frame)
+        since = _parse_since(frame)
+        if target.subject not in self.subscriptions and \
                 len(self.subscriptions) >= self.context.max_subscriptions:
             raise ValidationError(
                 f"at most {self.context.max_subscriptions} subscriptions per connection",
                 code="too_many_subscriptions")
-        # Subscribe first (live events are buffered for us), then read the
-        # state and history: nothing can fall between the two.
-        watching = await self.context.router.ask(Subscribe(subject, self), OP_TIMEOUT)
-        self.subscriptions.add(subject)
-        counts = await self.context.content.ask(content_id, GetCounts(), OP_TIMEOUT)
+        watching = await self.context.router.ask(Subscribe(target.subject, self), OP_TIMEOUT)
+        self.subscriptions.add(target.subject)
+        state: dict = {}
+        if target.key == "content":
+            counts = await self.context.content.ask(target.value, GetCounts(), OP_TIMEOUT)
+            state = counts.as_dict(target.value)
+            del state["id"]
+            await self.context.router.tell(Seed(target.subject, dict(state)))
+            state["watching"] = watching
+        recovery = None
         if since is None:
-            offset, epoch = await self.context.history.position(subject)
-            recovery = None
+            offset, epoch = await self.context.history.position(target.subject)
         else:
             recovery = await self.context.history.recover(
-                subject, since["offset"], since["epoch"], self.context.history_size)
+                target.subject, since["offset"], since["epoch"], self.context.history_size)
             offset, epoch = recovery.offset, recovery.epoch
-        counts_dict = counts.as_dict(content_id)
-        del counts_dict["id"]
-        await self.context.router.tell(Seed(subject, counts_dict))
-        await self._send({
-            "type": "subscribed", "ref": frame.get("ref"), "content": content_id,
-            **counts_dict, "watching": watching, "offset": offset, "epoch": epoch,
-            "recovered": bool(recovery and recovery.recovered)})
-        if recovery is not None and recovery.recovered:
+        recovered = bool(recovery and recovery.recovered)
+        await self._send({"type": "subscribed", "ref": frame.get("ref"),
+                          target.key: target.value, **state, "offset": offset,
+                          "epoch": epoch, "recovered": recovered})
+        if recovery is not None and recovered:
+            named = {target.key: target.value} if target.in_events else {}
             for event in recovery.events:
-                await self._send({"type": event.type, "content": content_id,
-                                  "offset": event.offset, "epoch": epoch, "comment": event.data})
-        await self.context.router.tell(Ready(subject, self, offset))
+                await self._send({"type": event.type, **named, "offset": event.offset,
+                                  "epoch": epoch, target.data_field: event.data})
+        await self.context.router.tell(Ready(target.subject, self, offset))
+
+    async def _unsubscribe(self, frame: dict) -> dict:
+        if "notifications" in frame and self._user() is None:
+            return {"notifications": False}
+        target = self._target(frame)
+        if target.subject in self.subscriptions:
+            self.subscriptions.discard(target.subject)
+            await self.context.router.tell(Unsubscribe(target.subject, self))
+        if target.key == "notifications":
+            return {"notifications": False}
+        return {target.key: target.value, "subscribed": False}

@@ -8,9 +8,10 @@ from typing import Protocol
 import asyncpg
 
 from engage.domain.comments import Comment
-from engage.errors import NotFound, StoreError, ValidationError
+from engage.errors import NotFound, ValidationError
 from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
+from engage.store.base import PostgresStore
 
 _COLUMNS = "id, content_id, author, body, parent_id, root_id, created_at, edited_at, deleted_at"
 
@@ -35,18 +36,12 @@ class CommentStore(Protocol):
                       limit: int) -> tuple[list[tuple[Comment, list[Comment]]], bool]: ...
 
 
-class PostgresComments:
+class PostgresComments(PostgresStore):
     """:class:`CommentStore` on asyncpg."""
 
     def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
         self.pool = pool
         self.bridge = bridge
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
 
     async def create(self, content_id, author, body, parent):
         return await self._call(self._aio_create, content_id, author, body, parent)

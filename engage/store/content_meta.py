@@ -7,9 +7,9 @@ from datetime import datetime
 import asyncpg
 
 from engage.domain.content import ContentMeta
-from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
+from engage.store.base import PostgresStore
 
 _COLUMNS = "id, title, url, author, published_at, tags"
 #: ``announce_step`` of content announced on every feed.
@@ -21,18 +21,12 @@ def _meta(row: asyncpg.Record) -> ContentMeta:
                        tuple(row["tags"]))
 
 
-class PostgresContentMeta:
+class PostgresContentMeta(PostgresStore):
     """Stores and lists published content."""
 
     def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
         self.pool = pool
         self.bridge = bridge
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
 
     async def store(self, meta: ContentMeta) -> int:
         """Insert or update ``meta``; return how far its announcement has got.

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from engage.errors import StoreError
 from engage.store.bridge import Bridge
+from engage.store.base import RedisStore
 
 #: Entries the log keeps (approximately) before trimming the oldest.
 EVENT_LOG_MAX_LEN = 100_000
@@ -49,7 +49,7 @@ def _event(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> 
                  json.loads(fields[b"data"]), deliveries)
 
 
-class EventLog:
+class EventLog(RedisStore):
     """Append to and consume the event log.
 
     Args:
@@ -61,12 +61,6 @@ class EventLog:
         self.client = client
         self.bridge = bridge
         self.key = key
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"redis: {exc}") from exc
 
     async def append(self, event_type: str, data: dict[str, Any]) -> str:
         """Append one event; returns its id."""

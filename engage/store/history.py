@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
 from engage.store.scripts import Scripts
+from engage.store.base import RedisStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ def new_epoch() -> str:
     return uuid.uuid4().hex[:8]
 
 
-class RedisHistory:
+class RedisHistory(RedisStore):
     """Publishes events with offsets and answers catch-up queries.
 
     Args:
@@ -85,12 +84,6 @@ class RedisHistory:
     async def recover(self, subject: str, offset: int, epoch: str, limit: int) -> Recovery:
         """Events after ``offset`` if they are all still there (at most ``limit``)."""
         return await self._call(self._aio_recover, subject, offset, epoch, limit)
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"redis: {exc}") from exc
 
     # -- asyncio side ------------------------------------------------------------
 

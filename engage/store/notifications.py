@@ -14,9 +14,9 @@ import json
 import asyncpg
 
 from engage.domain.notifications import Draft, Notification
-from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
+from engage.store.base import PostgresStore
 
 _COLUMNS = "id, user_id, kind, data, created_at, read_at"
 
@@ -43,7 +43,7 @@ def _notification(row: asyncpg.Record) -> Notification:
                         row["created_at"], row["read_at"] is not None)
 
 
-class PostgresNotifications:
+class PostgresNotifications(PostgresStore):
     """Per-user notification queues and the follow graph.
 
     Args:
@@ -54,12 +54,6 @@ class PostgresNotifications:
         self.pool = pool
         self.bridge = bridge
         self.keep = keep
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
 
     async def add(self, drafts: list[Draft]) -> list[Notification]:
         """Store ``drafts`` (duplicates of stored ones are not stored again).

@@ -20,6 +20,7 @@ from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.migrations import migrate
 from engage.store.protocols import FlushReport
+from engage.store.base import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ ON CONFLICT (content_id, user_id) DO UPDATE
 """
 
 
-class PostgresCounters:
+class PostgresCounters(PostgresStore):
     """:class:`~engage.store.protocols.CounterDatabase` on asyncpg."""
 
     def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
@@ -70,12 +71,6 @@ class PostgresCounters:
 
     async def ping(self) -> None:
         await self._call(self._aio_ping)
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StoreError(f"postgres: {exc}") from exc
 
     # -- asyncio side ------------------------------------------------------------
 

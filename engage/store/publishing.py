@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.keys import Keys
+from engage.store.base import RedisStore
 
 #: Entries the publish stream keeps (approximately) when Engage appends to it.
 PUBLISH_STREAM_MAX_LEN = 100_000
@@ -66,7 +66,7 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> 
     return PublishEntry(entry_id.decode(), decoded, deliveries)
 
 
-class PublishStream:
+class PublishStream(RedisStore):
     """Append to, consume and dead-letter the publish stream.
 
     Args:
@@ -80,12 +80,6 @@ class PublishStream:
         self.bridge = bridge
         self.key = keys.publish_stream
         self.dead_key = keys.publish_dead
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"redis: {exc}") from exc
 
     async def append(self, fields: dict[str, str]) -> str:
         """Append one publish event (what ``XADD <prefix>publish *`` does); returns its id."""

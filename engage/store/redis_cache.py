@@ -12,16 +12,15 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from engage.domain import Counts, FlushBatch, Op, OpResult, Snapshot, parse_batch
 from engage.domain.counters import KIND_CODES
-from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
 from engage.store.scripts import Scripts
 from engage.store.protocols import ApplyOutcome
+from engage.store.base import RedisStore
 
 #: Socket timeout for ordinary request/response connections, in seconds.
 REDIS_SOCKET_TIMEOUT = 5.0
@@ -30,7 +29,7 @@ REDIS_CONNECT_TIMEOUT = 5.0
 HYDRATE_CHUNK = 1000
 
 
-class RedisCounterCache:
+class RedisCounterCache(RedisStore):
     """:class:`~engage.store.protocols.CounterCache` on redis-py.
 
     Args:
@@ -81,12 +80,6 @@ class RedisCounterCache:
 
     async def ping(self) -> None:
         await self._call(self.client.ping)
-
-    async def _call(self, fn, *args):
-        try:
-            return await self.bridge.call(fn, *args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"redis: {exc}") from exc
 
     # -- asyncio side ------------------------------------------------------------
 

@@ -6,15 +6,14 @@ import time
 from typing import Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from engage.errors import StoreError
+from engage.store.base import RedisStore
 from engage.store.bridge import Bridge
 from engage.store.keys import Keys
 from engage.store.scripts import Scripts
 
 
-class RedisPresence:
+class RedisPresence(RedisStore):
     """Writes this instance's watcher counts and reads totals, in one pipeline.
 
     Args:
@@ -33,10 +32,7 @@ class RedisPresence:
 
     async def refresh(self, local: Sequence[tuple[str, int]]) -> dict[str, int]:
         """Record ``(subject, local connections)`` pairs; return each subject's total."""
-        try:
-            return await self.bridge.call(self._aio_refresh, local)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"redis: {exc}") from exc
+        return await self._call(self._aio_refresh, local)
 
     async def _aio_refresh(self, local):
         if not local:

@@ -2,27 +2,42 @@
 
 Layout::
 
-    run.py                  root nursery: supervisor tree + hypercorn, signals, start-up line
-    engage/http.py          gateway: routes -> validation -> actor messages; problem+json
+    run.py                  root nursery: supervisor tree + front door (HTTP and WebSocket), signals
+    engage/http.py          gateway: core routes -> validation -> actor messages; problem+json
+    engage/routes/          more route modules (publishing, notifications), each register(app, system)
+    engage/web.py           request helpers shared by route modules (identity, JSON bodies)
+    engage/ws/              WebSocket: frames built once, transport (direct writes + bounded
+                            outbox), front door (one port: upgrades here, HTTP to hypercorn),
+                            endpoint (Origin/token checks -> connection actor)
+    engage/wire.py          JSON / msgpack frames, SharedFrame (encode once per wire format)
     engage/supervisor.py    OTP-style Supervisor / DynamicSupervisor, ChildSpec, restart budget
     engage/system.py        opens the stores, builds the actors and the root supervisor
     engage/actors/          one idea per package: messages.py (frozen dataclasses) + actor
         ref.py              Mailbox, ActorRef (tell / ask / request), Reply
-        content/            one actor per content id, started on demand, passivated when idle
+        content/            one actor per content id: counters, comments, counts publication
         mirror/             group-commits counter changes into Redis (one pipeline per round)
         flush/              flush actor (Redis pending -> Postgres, exactly once) and sweeper
-    engage/domain/          the rules as plain code: ops, validation, applause cap, batches
-    engage/store/           Redis and Postgres behind typing.Protocols; Lua scripts; migrations
+        router/             one Redis pub/sub connection per process, fan-out to sockets
+        presence/           "N watching" across instances
+        connection/         one actor per WebSocket, and their shared heartbeat
+        publisher/          publish stream -> content metadata -> feeds
+        notifier/           event log -> per-user notifications
+    engage/domain/          the rules as plain code: counters, comments, content, notifications
+    engage/store/           Redis and Postgres behind small classes and protocols; Lua scripts;
+                            migrations; the event log (the notification queue); pub/sub client
     engage/auth.py          bearer tokens -> Identity
     engage/settings.py      config/default.toml < --config file < ENGAGE_* environment
     engage/embedded.py      bundled Postgres + Redis for `python run.py` on a bare machine
     engage/errors.py        the error hierarchy
     engage/metrics.py       Prometheus metrics
+    engage/static/          engage.js (browser client) and the demo page
 
-A view, like or applause travels: http -> ContentDirectory -> ContentActor ->
-MirrorActor (Redis script: totals + pending log) -> ack. Every flush_interval
-the FlushActor hands the pending log off atomically and applies it to Postgres
-in one transaction keyed by batch id.
+A view, like or applause travels: gateway -> ContentDirectory -> ContentActor
+-> MirrorActor (Redis script: totals + pending log + event log) -> ack. Every
+flush_interval the FlushActor hands the pending log off atomically and applies
+it to Postgres in one transaction keyed by batch id. A comment goes to
+Postgres, then into its item's history stream and out on pub/sub in one
+script; each process's RouterActor writes it to the sockets that want it.
 """
 
 __version__ = "0.1.0"

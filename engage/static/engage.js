@@ -153,8 +153,12 @@ export class EngageClient {
     if (!sub) return;
     if (frame.type === "subscribed") {
       const resumed = sub.offset !== null;
-      sub.epoch = frame.epoch;
-      sub.offset = frame.offset;
+      // When recovered, the missed events follow and move the offset on one by
+      // one; jumping to the current offset now would make us drop them.
+      if (!frame.recovered) {
+        sub.epoch = frame.epoch;
+        sub.offset = frame.offset;
+      }
       call(sub.handlers.subscribed, frame);
       if (resumed && !frame.recovered) call(sub.handlers.reload, frame);
       return;

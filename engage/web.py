@@ -69,4 +69,5 @@ def object_body(body: Any, allowed: set[str]) -> dict:
 
 
 def ok(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json")
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    content_type="application/json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 from engage.errors import Unauthorized, ValidationError
 
@@ -90,6 +90,26 @@ def make_op(kind: object, *, user: str | None, viewer: object = None,
     if count is not None:
         raise ValidationError(f"{kind} takes no count", code="invalid_count")
     return Op(kind, user, 1)  # type: ignore[arg-type]
+
+
+def coalesce_anonymous_views(ops: Sequence[Op]) -> list[tuple[Op, int]]:
+    """Fold each run of anonymous views (no user, no viewer id) into one op.
+
+    Such views only add to a counter, so ``n`` of them in a row are one
+    ``Op("view", "", n)``: the Redis script does one step instead of ``n``.
+
+    Returns:
+        ``(op, how many of the original ops it stands for)`` in order.
+    """
+    out: list[tuple[Op, int]] = []
+    for op in ops:
+        if op.kind == "view" and not op.who and out and out[-1][0].kind == "view" \
+                and not out[-1][0].who:
+            last, n = out[-1]
+            out[-1] = (Op("view", "", last.count + op.count), n + 1)
+        else:
+            out.append((op, 1))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

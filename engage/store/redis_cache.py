@@ -11,10 +11,11 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Sequence
 
+import msgpack
 import redis.asyncio as aioredis
 
 from engage.domain import Counts, FlushBatch, Op, OpResult, Snapshot, parse_batch
-from engage.domain.counters import KIND_CODES
+from engage.domain.counters import KIND_CODES, coalesce_anonymous_views
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
@@ -87,27 +88,32 @@ class RedisCounterCache(RedisStore):
         k = self.keys
         now_ms = str(int(time.time() * 1000))
         calls = []
+        folded = []
         for content_id, ops in work:
-            args: list = [content_id, now_ms, self.applause_cap, self.ttl, EVENT_LOG_MAX_LEN]
-            for op in ops:
-                args += (KIND_CODES[op.kind], op.who, op.count)
+            steps = coalesce_anonymous_views(ops)
+            folded.append(steps)
+            flat: list = []
+            for op, _ in steps:
+                flat += (KIND_CODES[op.kind], op.who, op.count)
+            args = [content_id, now_ms, self.applause_cap, self.ttl, EVENT_LOG_MAX_LEN,
+                    msgpack.packb(flat)]
             calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
                                     k.like_seq, k.events], args))
         replies = await self.scripts.run_many(calls)
         out = []
-        for (content_id, ops), reply in zip(work, replies):
+        for steps, reply in zip(folded, replies):
             if reply[0] == 0:
                 out.append(ApplyOutcome(None))
                 continue
             results = []
-            for i, op in enumerate(ops):
+            for i, (op, n) in enumerate(steps):
                 v, l, a, extra = reply[3 + 4 * i: 7 + 4 * i]
                 if op.kind == "applause":
                     results.append(OpResult(v, l, a, mine=extra))
                 elif op.kind in ("like", "unlike"):
                     results.append(OpResult(v, l, a, liked=bool(extra)))
-                else:
-                    results.append(OpResult(v, l, a))
+                else:  # n folded views: each saw the total as it was after it
+                    results.extend(OpResult(v - n + j, l, a) for j in range(1, n + 1))
             out.append(ApplyOutcome(tuple(results), reply[1], reply[2]))
         return out
 

@@ -254,3 +254,30 @@ def test_flush_batch_items_counts_distinct_content():
                                                              ("b", "u"): (False, 2)},
                        applause={("c", "u"): 1}, hll_dirty={"a", "d"})
     assert batch.items == 4
+
+
+def test_runs_of_anonymous_views_are_folded_and_nothing_else():
+    from engage.domain.counters import coalesce_anonymous_views
+    ops = [Op("view"), Op("view"), Op("view", "u1"), Op("view"), Op("like", "u1"),
+           Op("view"), Op("view"), Op("view")]
+    folded = coalesce_anonymous_views(ops)
+    assert folded == [(Op("view", "", 2), 2), (Op("view", "u1"), 1), (Op("view"), 1),
+                      (Op("like", "u1"), 1), (Op("view", "", 3), 3)]
+    assert sum(n for _, n in folded) == len(ops)
+    assert coalesce_anonymous_views([]) == []
+
+
+def test_parse_events_groups_by_content_and_answers_bad_items_alone():
+    from engage.domain.ingest import parse_events
+    events = [{"type": "view", "content": "a"}, {"type": "like", "content": "b"},
+              {"type": "view", "content": ["not", "a", "string"]}, "junk",
+              {"type": "view", "content": "a", "viewer": "v1"},
+              {"type": "view", "content": "a", "extra": 1},
+              {"type": "applause", "content": "b", "count": 99}]
+    groups, errors = parse_events(events, user="ann", cap=50)
+    assert groups == {"a": [(0, Op("view", "ann")), (4, Op("view", "ann"))],
+                      "b": [(1, Op("like", "ann"))]}
+    assert {i: e["code"] for i, e in errors.items()} == {
+        2: "invalid_content_id", 3: "invalid_event", 5: "unknown_field", 6: "invalid_count"}
+    groups, errors = parse_events([{"type": "like", "content": "a"}], user=None, cap=50)
+    assert groups == {} and errors[0]["status"] == 401

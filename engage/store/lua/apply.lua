@@ -4,7 +4,9 @@
 --       4 HyperLogLog of viewers, 5 pending hash, 6 pending-since string,
 --       7 like sequence counter, 8 event log stream
 -- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s), 5 event log max length,
---       then triples: kind (v|l|u|a), who, count
+--       6 the ops: msgpack of a flat array of triples kind (v|l|u|a), who, count
+--       (one argument rather than three per op: packing arguments is what
+--       costs the client most)
 -- Appends "applause" events (who clapped, how much) and "milestone" events
 -- (likes or applause passing 10, 100, 1000 ...) to the event log.
 -- Returns {0} when the counts hash is missing (the caller reloads it from
@@ -40,10 +42,12 @@ local function milestone(before, after)
   end
   return m
 end
-for i = 6, #ARGV, 3 do
-  local kind, who, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+local ops = cmsgpack.unpack(ARGV[6])
+for i = 1, #ops, 3 do
+  local kind, who, n = ops[i], ops[i + 1], tonumber(ops[i + 2])
   local extra = 0
-  events = events + 1
+  -- Anonymous views arrive folded (count > 1); every view is one event.
+  events = events + ((kind == 'v') and n or 1)
   if kind == 'v' then
     dv = dv + n
     views = views + n

@@ -57,13 +57,17 @@ class Reply(Generic[T]):
             AskTimeout: no answer within ``timeout`` seconds.
             Exception: whatever the actor passed to :meth:`fail`.
         """
+        if not self._event.is_set():  # often already answered: skip the cancel scope
+            await self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    async def _wait(self, timeout: float) -> None:
         with trio.move_on_after(timeout):
             await self._event.wait()
         if not self._event.is_set():
             raise AskTimeout(f"no reply within {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 @dataclass(frozen=True, slots=True)

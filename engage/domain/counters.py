@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 from engage.errors import Unauthorized, ValidationError
 
@@ -127,12 +127,12 @@ class Counts:
                 "likes": self.likes, "applause": self.applause, "comments": self.comments}
 
 
-@dataclass(frozen=True, slots=True)
-class OpResult:
+class OpResult(NamedTuple):
     """The item's totals right after one op, and the caller's own state.
 
     ``mine`` is the user's applause total for ``applause`` ops; ``liked`` is the
-    like state after ``like``/``unlike``.
+    like state after ``like``/``unlike``. A tuple rather than a frozen
+    dataclass: a batch makes one per interaction, and tuples are made fastest.
     """
 
     views: int

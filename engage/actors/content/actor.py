@@ -17,6 +17,7 @@ meet, and every change there is an atomic script, so they stay exact.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -177,8 +178,8 @@ class ContentActor:
             if envelope.reply is not None:
                 envelope.reply.set(outcome.results[start:end])
             start = end
-        for op in ops:
-            metrics.INTERACTIONS.labels(op.kind).inc()
+        for kind, count in Counter(op.kind for op in ops).items():
+            metrics.INTERACTIONS.labels(kind).inc(count)
         self._counts_dirty = True
 
     async def _apply(self, ops: tuple[Op, ...]) -> ApplyOutcome:

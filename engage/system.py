@@ -144,7 +144,7 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
                           max_subscriptions=settings.max_subscriptions,
                           history_size=settings.history_size),
         max_connections=settings.max_connections, ping_interval=settings.ws_ping_interval,
-        idle_timeout=settings.ws_idle_timeout, shutdown=2.0)
+        idle_timeout=settings.ws_idle_timeout)
     supervisor = Supervisor(
         [
             ChildSpec("mirror", mirror.run),

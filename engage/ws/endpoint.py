@@ -45,6 +45,11 @@ async def handle_websocket(system: Any, conn: Any) -> None:
         await conn.reject(403, _problem(403, "Forbidden", "this Origin may not open WebSockets "
                                         "here; add it to allowed_origins", "origin_not_allowed"))
         return
+    if system.connections.full:
+        await conn.reject(503, _problem(503, "Service unavailable", "this server is at its "
+                                        "connection limit or shutting down; retry another",
+                                        "busy"))
+        return
     identity = None
     token = conn.query.get("token")
     if token:

@@ -5,8 +5,11 @@ client op becomes a message to the actor that owns the data (a content actor,
 the router); the reply goes back as an ``ack`` or ``error`` frame carrying the
 client's ``ref``.
 
-Outbound frames that many clients share (comments, counts) are not sent by
-this actor: the router writes them straight to the transport's hot path
+Its mailbox is the socket: inbound frames are its messages, handled one at a
+time in its one task (no second task, no channel: an idle connection must
+cost little memory). Other actors reach it only through :meth:`stop`, which
+never waits. Outbound frames that many clients share (comments, counts) are
+not sent by this actor: the router writes them straight to the transport's hot path
 (:meth:`push`). If the transport's bounded outbox overflows, the router calls
 :meth:`overflow` and this actor closes the socket as a slow consumer.
 """
@@ -19,10 +22,9 @@ from typing import Any
 
 import trio
 
-from engage.actors.connection.messages import Close, Deliver
 from engage.actors.content.directory import ContentDirectory
 from engage.actors.content.messages import GetCounts, Interact, PostComment
-from engage.actors.ref import ActorRef, Mailbox
+from engage.actors.ref import ActorRef
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe
 from engage.auth import Identity, verify_token
 from engage.domain import make_op, validate_content_id
@@ -37,7 +39,6 @@ from engage.ws.frames import GOING_AWAY, NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE
 
 log = logging.getLogger(__name__)
 
-CONNECTION_MAILBOX_SIZE = 16
 #: Seconds an op waits on the actor that handles it.
 OP_TIMEOUT = 10.0
 #: Seconds the closing handshake may take.
@@ -111,8 +112,6 @@ class ConnectionActor:
         self.wire = wire
         self.identity = identity
         self.context = context
-        self.mailbox = Mailbox(CONNECTION_MAILBOX_SIZE)
-        self.ref = ActorRef("connection", self.mailbox)
         self.subscriptions: set[str] = set()
         self._scope = trio.CancelScope()
         self._close = (NORMAL_CLOSURE, "")
@@ -134,13 +133,10 @@ class ConnectionActor:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started(self.ref)
+        task_status.started(self)
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._mailbox_loop)
-                    await self._read_loop()
-                    nursery.cancel_scope.cancel()
+                await self._read_loop()
         except trio.Cancelled:
             # Our supervisor is stopping us (shutdown): tell the client to come back.
             self._close = (GOING_AWAY, "server shutting down")
@@ -157,16 +153,6 @@ class ConnectionActor:
             log.warning("connection: router not told of close: %s", exc)
         code, reason = self._close
         await self.ws.close(code, reason)
-
-    async def _mailbox_loop(self) -> None:
-        async for envelope in self.mailbox.receive_channel:
-            message = envelope.message
-            if isinstance(message, Deliver):
-                await self._send(message.frame)
-            elif isinstance(message, Close):
-                self.stop(message.code, message.reason)
-            else:
-                log.error("connection: unexpected message %r", message)
 
     async def _read_loop(self) -> None:
         while True:

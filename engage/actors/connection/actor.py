@@ -182,7 +182,10 @@ class ConnectionActor:
                     await self._send({"type": "ack", "ref": ref, "result": result})
 
     async def _send(self, frame: dict) -> None:
-        await self.ws.send(encode(frame, self.wire))
+        # The same non-blocking path as the router's, in order with it: a
+        # client that lets its outbox overflow is a slow consumer either way.
+        if not self.ws.write_nowait(encode(frame, self.wire)):
+            self.overflow()
 
     async def _error(self, ref: Any, code: str, message: str) -> None:
         await self._send({"type": "error", "ref": ref, "code": code, "message": message})

@@ -113,7 +113,9 @@ class RedisCounterCache(RedisStore):
                 elif op.kind in ("like", "unlike"):
                     results.append(OpResult(v, l, a, liked=bool(extra)))
                 else:  # n folded views: each saw the total as it was after it
-                    results.extend(OpResult(v - n + j, l, a) for j in range(1, n + 1))
+                    make = tuple.__new__  # OpResult's own __new__ costs more per item
+                    results.extend(make(OpResult, (views, l, a, None, None))
+                                   for views in range(v - n + 1, v + 1))
             out.append(ApplyOutcome(tuple(results), reply[1], reply[2]))
         return out
 

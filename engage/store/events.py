@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from engage.store.bridge import Bridge
-from engage.store.base import RedisStore
+from engage.store.streams import GroupStream
 
 #: Entries the log keeps (approximately) before trimming the oldest.
 EVENT_LOG_MAX_LEN = 100_000
@@ -49,7 +48,7 @@ def _event(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> 
                  json.loads(fields[b"data"]), deliveries)
 
 
-class EventLog(RedisStore):
+class EventLog(GroupStream):
     """Append to and consume the event log.
 
     Args:
@@ -62,34 +61,12 @@ class EventLog(RedisStore):
         self.bridge = bridge
         self.key = key
 
+    def _parse(self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Event:
+        return _event(entry_id, fields, deliveries)
+
     async def append(self, event_type: str, data: dict[str, Any]) -> str:
         """Append one event; returns its id."""
         return await self._call(self._aio_append, event_type, data)
-
-    async def ensure_group(self, group: str) -> None:
-        """Create ``group`` at the start of the log if it does not exist."""
-        await self._call(self._aio_ensure_group, group)
-
-    async def read(self, group: str, consumer: str, *, count: int, block: float) -> list[Event]:
-        """New events for ``group`` (waits up to ``block`` seconds for the first)."""
-        return await self._call(self._aio_read, group, consumer, count, block)
-
-    async def ack(self, group: str, ids: list[str]) -> None:
-        if ids:
-            await self._call(self._aio_ack, group, ids)
-
-    async def claim_stale(self, group: str, consumer: str, *, idle: float,
-                          count: int) -> list[Event]:
-        """Take over events another consumer read but did not ack within ``idle`` s."""
-        return await self._call(self._aio_claim, group, consumer, idle, count)
-
-    async def read_pending(self, group: str, consumer: str, *, after: str = "0",
-                           count: int) -> list[Event]:
-        """Events ``consumer`` itself read but has not acked, after id ``after``.
-
-        What a consumer that lost its in-memory state (a restart) reads again.
-        """
-        return await self._call(self._aio_read_pending, group, consumer, after, count)
 
     # -- asyncio side ------------------------------------------------------------
 
@@ -99,54 +76,3 @@ class EventLog(RedisStore):
                        "data": json.dumps(data, separators=(",", ":"))},
             maxlen=EVENT_LOG_MAX_LEN, approximate=True)
         return entry_id.decode()
-
-    async def _aio_ensure_group(self, group):
-        try:
-            await self.client.xgroup_create(self.key, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _aio_read(self, group, consumer, count, block):
-        try:
-            reply = await self.client.xreadgroup(group, consumer, {self.key: ">"}, count=count,
-                                                 block=int(block * 1000))
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._aio_ensure_group(group)  # the log was wiped: start again
-            return []
-        return [_event(i, f) for _, entries in reply or () for i, f in entries]
-
-    async def _aio_read_pending(self, group, consumer, after, count):
-        try:
-            reply = await self.client.xreadgroup(group, consumer, {self.key: after}, count=count)
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            return []
-        entries = [(i, f) for _, page in reply or () for i, f in page]
-        # An entry trimmed from the stream while pending comes back without
-        # fields and can never be handled: acknowledge it so it stops coming back.
-        gone = [i for i, f in entries if not f]
-        if gone:
-            await self.client.xack(self.key, group, *gone)
-        return [_event(i, f) for i, f in entries if f]
-
-    async def _aio_ack(self, group, ids):
-        await self.client.xack(self.key, group, *ids)
-
-    async def _aio_claim(self, group, consumer, idle, count):
-        try:
-            pending = await self.client.xpending_range(self.key, group, min="-", max="+",
-                                                       count=count, idle=int(idle * 1000))
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                return []
-            raise
-        if not pending:
-            return []
-        deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
-        claimed = await self.client.xclaim(self.key, group, consumer, int(idle * 1000),
-                                           list(deliveries))
-        return [_event(i, f, deliveries.get(i, 1) + 1) for i, f in claimed if f]

@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from engage.store.bridge import Bridge
 from engage.store.keys import Keys
-from engage.store.base import RedisStore
+from engage.store.streams import GroupStream
 
 #: Entries the publish stream keeps (approximately) when Engage appends to it.
 PUBLISH_STREAM_MAX_LEN = 100_000
@@ -66,7 +65,7 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> 
     return PublishEntry(entry_id.decode(), decoded, deliveries)
 
 
-class PublishStream(RedisStore):
+class PublishStream(GroupStream):
     """Append to, consume and dead-letter the publish stream.
 
     Args:
@@ -81,35 +80,13 @@ class PublishStream(RedisStore):
         self.key = keys.publish_stream
         self.dead_key = keys.publish_dead
 
+    def _parse(self, entry_id: bytes, fields: dict[bytes, bytes],
+               deliveries: int) -> PublishEntry:
+        return _entry(entry_id, fields, deliveries)
+
     async def append(self, fields: dict[str, str]) -> str:
         """Append one publish event (what ``XADD <prefix>publish *`` does); returns its id."""
         return await self._call(self._aio_append, fields)
-
-    async def ensure_group(self, group: str) -> None:
-        """Create ``group`` at the start of the stream if it does not exist.
-
-        Starting at the beginning means events added before any Engage ever
-        ran are still handled.
-        """
-        await self._call(self._aio_ensure_group, group)
-
-    async def read(self, group: str, consumer: str, *, count: int, block: float,
-                   own_pending: bool = False) -> list[PublishEntry]:
-        """Entries for ``consumer``; waits up to ``block`` seconds for the first.
-
-        Args:
-            own_pending: instead of new entries, those already delivered to
-                ``consumer`` and not acknowledged (after a restart of the actor).
-        """
-        return await self._call(self._aio_read, group, consumer, count, block, own_pending)
-
-    async def claim_stale(self, group: str, consumer: str, *, idle: float,
-                          count: int) -> list[PublishEntry]:
-        """Take over entries some consumer read but did not acknowledge within ``idle`` s.
-
-        Entries trimmed from the stream meanwhile are acknowledged and dropped.
-        """
-        return await self._call(self._aio_claim, group, consumer, idle, count)
 
     async def settle(self, group: str | None, done: list[str], dead: list[DeadLetter]) -> None:
         """Acknowledge ``done`` and move ``dead`` to the dead-letter stream, atomically.
@@ -132,46 +109,6 @@ class PublishStream(RedisStore):
         entry_id = await self.client.xadd(self.key, fields, maxlen=PUBLISH_STREAM_MAX_LEN,
                                           approximate=True)
         return entry_id.decode()
-
-    async def _aio_ensure_group(self, group):
-        try:
-            await self.client.xgroup_create(self.key, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _aio_read(self, group, consumer, count, block, own_pending):
-        start = "0" if own_pending else ">"
-        try:
-            reply = await self.client.xreadgroup(
-                group, consumer, {self.key: start}, count=count,
-                block=None if own_pending else int(block * 1000))
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._aio_ensure_group(group)  # the stream was deleted: start again
-            return []
-        # Own pending entries that were trimmed away come back without fields.
-        return [_entry(i, f) for _, entries in reply or () for i, f in entries if f]
-
-    async def _aio_claim(self, group, consumer, idle, count):
-        idle_ms = int(idle * 1000)
-        try:
-            pending = await self.client.xpending_range(self.key, group, min="-", max="+",
-                                                       count=count, idle=idle_ms)
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                return []
-            raise
-        if not pending:
-            return []
-        deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
-        claimed = await self.client.xclaim(self.key, group, consumer, idle_ms, list(deliveries))
-        found = {i for i, f in claimed if f}
-        gone = [i for i in deliveries if i not in found]
-        if gone:  # trimmed or deleted while pending: nothing left to handle
-            await self.client.xack(self.key, group, *gone)
-        return [_entry(i, f, deliveries.get(i, 0) + 1) for i, f in claimed if f]
 
     async def _aio_settle(self, group, done, dead):
         async with self.client.pipeline(transaction=True) as pipe:

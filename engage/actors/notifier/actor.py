@@ -190,8 +190,8 @@ class NotifierActor:
         self._coalescer.clear()
         after = "0"
         while True:
-            page = await self.events.read_pending(NOTIFIER_GROUP, self.consumer, after=after,
-                                                  count=READ_BATCH)
+            page = await self.events.read(NOTIFIER_GROUP, self.consumer, count=READ_BATCH,
+                                          block=0, own_pending=True, after=after)
             if not page:
                 return
             after = page[-1].id

@@ -63,6 +63,20 @@ class Settings:
     notify_coalesce_window: float = 10.0
     notify_rate_per_minute: int = 30
     notify_max_per_user: int = 1000
+    webhook_urls: str = ""
+    webhook_secrets: str = ""
+    webhook_max_attempts: int = 8
+    webhook_timeout: float = 10.0
+
+    @property
+    def webhook_endpoints(self) -> list[str]:
+        """``webhook_urls`` as a list (comma-separated in config)."""
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
+
+    @property
+    def webhook_keys(self) -> list[str]:
+        """``webhook_secrets`` as a list; the first one signs."""
+        return [k.strip() for k in self.webhook_secrets.split(",") if k.strip()]
 
     @property
     def origins(self) -> frozenset[str]:
@@ -80,8 +94,9 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         """Settings safe to log: secrets and URL passwords hidden."""
         out = dataclasses.asdict(self)
-        if out["jwt_secret"]:
-            out["jwt_secret"] = "***"
+        for secret in ("jwt_secret", "webhook_secrets"):
+            if out[secret]:
+                out[secret] = "***"
         for key in ("database_url", "redis_url"):
             out[key] = _redact_url(out[key])
         return out
@@ -173,6 +188,11 @@ def _validate(s: Settings) -> None:
         (s.notify_coalesce_window >= 0, "notify_coalesce_window must be >= 0"),
         (s.notify_rate_per_minute >= 0, "notify_rate_per_minute must be >= 0 (0: no cap)"),
         (s.notify_max_per_user >= 1, "notify_max_per_user must be >= 1"),
+        (not s.webhook_endpoints or bool(s.webhook_keys),
+         "webhook_urls needs webhook_secrets to sign with"),
+        (s.webhook_max_attempts >= 1, "webhook_max_attempts must be >= 1"),
+        (all(u.startswith(("http://", "https://")) for u in s.webhook_endpoints),
+         "webhook_urls must be http(s) URLs"),
     ]
     for ok, message in checks:
         if not ok:

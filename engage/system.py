@@ -9,6 +9,7 @@
     ├── content      DynamicSupervisor of content actors     (permanent; children transient)
     ├── publisher    publish stream -> content + feeds       (permanent)
     ├── notifier     event log -> per-user notifications     (permanent)
+    ├── webhooks     event log -> signed POSTs to site owners (permanent)
     ├── presence     "N watching" across instances           (permanent)
     ├── router       one Redis pub/sub connection, fan-out   (permanent)
     └── connections  DynamicSupervisor of WebSocket actors   (permanent; children temporary)
@@ -34,6 +35,7 @@ from engage.actors.notifier import NotifierActor
 from engage.actors.presence import PresenceActor
 from engage.actors.publisher import PublisherActor
 from engage.actors.router import RouterActor
+from engage.actors.webhooks import WebhookActor
 from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
 from engage.store.bridge import Bridge, open_bridge
@@ -43,6 +45,7 @@ from engage.store.events import EventLog
 from engage.store.history import RedisHistory
 from engage.store.notifications import PostgresNotifications
 from engage.store.presence import RedisPresence
+from engage.store.webhooks import PostgresWebhooks
 from engage.store.publishing import PublishStream
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
@@ -102,6 +105,7 @@ class System:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     publisher: PublisherActor | None = None
     notifier: NotifierActor | None = None
+    webhooks: WebhookActor | None = None
 
 
 def build_system(settings: Settings, stores: Stores, *, instance_id: str | None = None) -> System:
@@ -145,6 +149,11 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
                           history_size=settings.history_size),
         max_connections=settings.max_connections, ping_interval=settings.ws_ping_interval,
         idle_timeout=settings.ws_idle_timeout)
+    webhooks = WebhookActor(
+        stores.events, PostgresWebhooks(stores.database.pool, stores.bridge),
+        urls=settings.webhook_endpoints, secrets=settings.webhook_keys,
+        max_attempts=settings.webhook_max_attempts, timeout=settings.webhook_timeout,
+        consumer=instance_id)
     supervisor = Supervisor(
         [
             ChildSpec("mirror", mirror.run),
@@ -153,6 +162,7 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
             ChildSpec("content", content.run, shutdown=settings.shutdown_timeout),
             ChildSpec("publisher", publisher.run, shutdown=1.0),
             ChildSpec("notifier", notifier.run, shutdown=2.0),
+            ChildSpec("webhooks", webhooks.run, shutdown=2.0),
             ChildSpec("presence", presence.run, shutdown=2.0),
             ChildSpec("router", router.run, shutdown=1.0),
             ChildSpec("connections", connections.run, shutdown=settings.shutdown_timeout),
@@ -161,4 +171,4 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
     )
     return System(settings, stores, mirror, flush, sweeper, content, presence, router,
                   connections, supervisor, instance_id, publisher=publisher,
-                  notifier=notifier)
+                  notifier=notifier, webhooks=webhooks)

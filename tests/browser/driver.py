@@ -76,7 +76,11 @@ def reconnect(page, args) -> dict:
     post_comment(server, content, token, "missed 0")
     page.wait_for_function(
         "() => document.querySelectorAll('[data-engage=\"comment-list\"] li').length === 1")
-    page.evaluate("() => window.engage.ws.close()")  # drop it; the client backs off
+    # The client knows its offset once subscribed; then drop the socket (it backs off).
+    page.wait_for_function(
+        "c => window.engage.subs.get(c) && window.engage.subs.get(c).offset !== null",
+        arg=content)
+    page.evaluate("() => window.engage.ws.close()")
     for i in range(3):
         post_comment(server, content, token, f"missed {i}")
     page.wait_for_function(

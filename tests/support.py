@@ -66,6 +66,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_env(database_url: str, redis_url: str, redis_prefix: str, jwt_secret: str,
+               **settings: str) -> dict[str, str]:
+    """Environment for a ``run.py`` child on the test's database and prefix.
+
+    ``settings`` are more ``ENGAGE_*`` variables, by setting name
+    (``flush_interval="0.3"``).
+    """
+    env = {"ENGAGE_DATABASE_URL": database_url, "ENGAGE_REDIS_URL": redis_url,
+           "ENGAGE_REDIS_PREFIX": redis_prefix, "ENGAGE_JWT_SECRET": jwt_secret,
+           "ENGAGE_LOG_LEVEL": "warning"}
+    env.update({f"ENGAGE_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
 class ServerProcess:
     """``python run.py`` as a child process, for restart and kill -9 tests."""
 

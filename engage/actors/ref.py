@@ -77,6 +77,16 @@ class Envelope:
     message: Any
     reply: Reply | None = None
 
+    def answer(self, result: Any) -> None:
+        """Give the asker ``result`` (nothing to do for a ``tell``)."""
+        if self.reply is not None:
+            self.reply.set(result)
+
+    def refuse(self, error: BaseException) -> None:
+        """Give the asker ``error`` (nothing to do for a ``tell``)."""
+        if self.reply is not None:
+            self.reply.fail(error)
+
 
 class Mailbox:
     """A bounded memory channel pair. Created once per actor identity."""
@@ -108,6 +118,22 @@ class Mailbox:
 
     def statistics(self) -> trio.MemoryChannelStatistics:
         return self.send_channel.statistics()
+
+    async def tick(self, timeout: float, accepts: type) -> Envelope | None:
+        """Wait up to ``timeout`` seconds for a request to act now.
+
+        For actors that work periodically and can also be asked to work at
+        once: returns the request, or ``None`` when the period ended. Any
+        other message is refused (its asker gets ``TypeError``) and ends the
+        wait too.
+        """
+        envelope = None
+        with trio.move_on_after(timeout):
+            envelope = await self.receive_channel.receive()
+        if envelope is not None and not isinstance(envelope.message, accepts):
+            envelope.refuse(TypeError(f"cannot handle {envelope.message!r}"))
+            return None
+        return envelope
 
 
 class ActorRef:

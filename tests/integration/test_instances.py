@@ -11,7 +11,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from tests.conftest import BASE_REDIS_URL, JWT_SECRET
-from tests.support import ServerProcess
+from tests.support import ServerProcess, server_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +19,7 @@ CLIENTS_PER_INSTANCE = 200
 
 
 def _env(database_url: str, redis_prefix: str) -> dict[str, str]:
-    return {
-        "ENGAGE_DATABASE_URL": database_url,
-        "ENGAGE_REDIS_URL": BASE_REDIS_URL,
-        "ENGAGE_REDIS_PREFIX": redis_prefix,
-        "ENGAGE_JWT_SECRET": JWT_SECRET,
-        "ENGAGE_LOG_LEVEL": "warning",
-    }
+    return server_env(database_url, BASE_REDIS_URL, redis_prefix, JWT_SECRET)
 
 
 async def test_two_instances_act_as_one(database_url, redis_prefix, token):

@@ -16,7 +16,7 @@ from trio_websocket import open_websocket_url
 from engage.store import Keys
 from tests.conftest import BASE_REDIS_URL, JWT_SECRET
 from tests.integration.test_realtime import Client, ws_url
-from tests.support import ServerProcess, fetch
+from tests.support import ServerProcess, fetch, server_env
 
 #: Seconds within which a publication must be visible.
 VISIBLE_WITHIN = 2.0
@@ -172,13 +172,7 @@ async def test_list_published_content(server, client, settings):
 
 @pytest.mark.slow
 def test_events_added_while_every_process_is_down_are_stored_once(database_url, redis_prefix):
-    env = {
-        "ENGAGE_DATABASE_URL": database_url,
-        "ENGAGE_REDIS_URL": BASE_REDIS_URL,
-        "ENGAGE_REDIS_PREFIX": redis_prefix,
-        "ENGAGE_JWT_SECRET": JWT_SECRET,
-        "ENGAGE_LOG_LEVEL": "warning",
-    }
+    env = server_env(database_url, BASE_REDIS_URL, redis_prefix, JWT_SECRET)
     server = ServerProcess(env).start()
     assert server.stop() == 0, "".join(server.output)
 

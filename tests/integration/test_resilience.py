@@ -16,7 +16,7 @@ from engage.http import create_app
 from engage.system import build_system, open_stores
 from run import serve
 from tests.conftest import BASE_REDIS_URL, JWT_SECRET
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, free_port, server_env
 
 
 @asynccontextmanager
@@ -102,10 +102,8 @@ async def test_counts_are_coalesced(server, token, settings):
 
 @pytest.mark.slow
 async def test_watchers_of_a_killed_instance_leave(database_url, redis_prefix):
-    env = {"ENGAGE_DATABASE_URL": database_url, "ENGAGE_REDIS_URL": BASE_REDIS_URL,
-           "ENGAGE_REDIS_PREFIX": redis_prefix, "ENGAGE_JWT_SECRET": JWT_SECRET,
-           "ENGAGE_PRESENCE_TTL": "2", "ENGAGE_PRESENCE_REFRESH": "0.5",
-           "ENGAGE_LOG_LEVEL": "warning"}
+    env = server_env(database_url, BASE_REDIS_URL, redis_prefix, JWT_SECRET,
+                     presence_ttl="2", presence_refresh="0.5")
     stays, dies = ServerProcess(env).start(), ServerProcess(env).start()
     try:
         with trio.fail_after(60):

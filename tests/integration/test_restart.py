@@ -9,22 +9,14 @@ import httpx
 import pytest
 
 from tests.conftest import BASE_REDIS_URL, JWT_SECRET
-from tests.support import ServerProcess, delete_prefix, fetch
+from tests.support import ServerProcess, delete_prefix, fetch, server_env
 
 pytestmark = pytest.mark.slow
 
 
 def _env(database_url: str, redis_prefix: str) -> dict[str, str]:
-    return {
-        "ENGAGE_DATABASE_URL": database_url,
-        "ENGAGE_REDIS_URL": BASE_REDIS_URL,
-        "ENGAGE_REDIS_PREFIX": redis_prefix,
-        "ENGAGE_JWT_SECRET": JWT_SECRET,
-        "ENGAGE_FLUSH_INTERVAL": "0.3",
-        "ENGAGE_SWEEP_INTERVAL": "0.5",
-        "ENGAGE_SWEEP_STALE_AFTER": "1.0",
-        "ENGAGE_LOG_LEVEL": "warning",
-    }
+    return server_env(database_url, BASE_REDIS_URL, redis_prefix, JWT_SECRET,
+                      flush_interval="0.3", sweep_interval="0.5", sweep_stale_after="1.0")
 
 
 def _counts(url: str, content_id: str) -> dict:

@@ -79,26 +79,19 @@ class FlushActor:
         delay = self.interval
         try:
             while True:
-                envelope = None
-                with trio.move_on_after(delay):
-                    envelope = await self.mailbox.receive_channel.receive()
-                if envelope is not None and not isinstance(envelope.message, FlushNow):
-                    log.error("flush: unexpected message %r", envelope.message)
-                    if envelope.reply is not None:
-                        envelope.reply.fail(TypeError(f"flush cannot handle {envelope.message!r}"))
-                    envelope = None
+                request = await self.mailbox.tick(delay, FlushNow)
                 try:
                     reports = await self.flush_all()
                 except StoreError as exc:
                     metrics.FLUSHES.labels("error").inc()
                     delay = min(max(delay * 2, FLUSH_RETRY_DELAY), self.max_retry_delay)
                     log.warning("flush failed, retrying in %.1f s: %s", delay, exc)
-                    if envelope is not None and envelope.reply is not None:
-                        envelope.reply.fail(exc)
+                    if request is not None:
+                        request.refuse(exc)
                     continue
                 delay = self.interval
-                if envelope is not None and envelope.reply is not None:
-                    envelope.reply.set(reports)
+                if request is not None:
+                    request.answer(reports)
         finally:
             # The one shielded piece: what is acknowledged should reach
             # Postgres before we go, within the shutdown budget.

@@ -45,21 +45,16 @@ class SweeperActor:
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self.ref)
         while True:
-            envelope = None
-            with trio.move_on_after(self.interval):
-                envelope = await self.mailbox.receive_channel.receive()
+            request = await self.mailbox.tick(self.interval, SweepNow)
             try:
                 swept = await self.sweep()
             except StoreError as exc:
                 log.warning("sweep failed: %s", exc)
-                if envelope is not None and envelope.reply is not None:
-                    envelope.reply.fail(exc)
+                if request is not None:
+                    request.refuse(exc)
                 continue
-            if envelope is not None and envelope.reply is not None:
-                if isinstance(envelope.message, SweepNow):
-                    envelope.reply.set(swept)
-                else:
-                    envelope.reply.fail(TypeError(f"sweeper cannot handle {envelope.message!r}"))
+            if request is not None:
+                request.answer(swept)
 
     async def sweep(self) -> int:
         """Re-apply every stale batch; update the lag gauge. Returns batches swept."""

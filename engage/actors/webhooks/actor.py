@@ -104,23 +104,17 @@ class WebhookActor:
     # -- queue -> endpoints ---------------------------------------------------------------
 
     async def _delivery_loop(self, http: httpx.AsyncClient) -> None:
-        receive = self.mailbox.receive_channel
         while True:
-            envelope = None
-            with trio.move_on_after(WEBHOOK_POLL_INTERVAL):
-                envelope = await receive.receive()
+            request = await self.mailbox.tick(WEBHOOK_POLL_INTERVAL, DeliverDue)
             try:
                 attempted = await self.deliver_due(http)
             except StoreError as exc:
                 log.warning("webhooks: delivery queue unavailable: %s", exc)
-                if envelope is not None and envelope.reply is not None:
-                    envelope.reply.fail(exc)
+                if request is not None:
+                    request.refuse(exc)
                 continue
-            if envelope is not None and envelope.reply is not None:
-                if isinstance(envelope.message, DeliverDue):
-                    envelope.reply.set(attempted)
-                else:
-                    envelope.reply.fail(TypeError(f"webhooks cannot handle {envelope.message!r}"))
+            if request is not None:
+                request.answer(attempted)
 
     async def deliver_due(self, http: httpx.AsyncClient) -> int:
         """POST every due delivery (bounded concurrency); return how many were tried."""

@@ -28,3 +28,6 @@ NOTIFICATIONS = Counter(
 NOTIFICATIONS_SKIPPED = Counter(
     "engage_notifications_skipped_total",
     "Notifications not made, by kind and reason (rate_cap, comment_gone)", ["kind", "reason"])
+WEBHOOK_DELIVERIES = Counter(
+    "engage_webhook_deliveries_total",
+    "Webhook POST outcomes (delivered, retry, failed)", ["outcome"])

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from engage.store.base import PostgresStore
+from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 
 
@@ -25,20 +28,37 @@ class Delivery:
 
 
 class PostgresWebhooks(PostgresStore):
-    def __init__(self, pool, bridge) -> None:
+    """The ``webhook_deliveries`` table: one row per (event id, endpoint URL).
+
+    Args:
+        pool: asyncpg pool on the bridge's loop.
+        bridge: the trio-asyncio bridge.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
         self.pool = pool
         self.bridge = bridge
 
     async def enqueue(self, items: list[tuple[str, str, str, bytes]]) -> None:
-        """Queue ``(event_id, url, event_type, body)``; a repeat is ignored."""
+        """Queue ``(event_id, url, event_type, body)`` rows in one statement.
+
+        A row whose (event id, url) is already queued is ignored, so an event
+        read twice (a consumer died before its ack) is delivered once.
+        """
         if items:
             await self._call(self._aio_enqueue, items)
 
     async def claim_due(self, limit: int, lease: float) -> list[Delivery]:
-        """Due deliveries, leased to us for ``lease`` seconds."""
+        """Up to ``limit`` due deliveries, leased to us for ``lease`` seconds.
+
+        Rows another instance is claiming at the same moment are skipped
+        (``FOR UPDATE SKIP LOCKED``); a claimed row is not due again until its
+        lease ends, so it goes to no one else unless we die holding it.
+        """
         return await self._call(self._aio_claim_due, limit, lease)
 
     async def delivered(self, event_id: str, url: str) -> None:
+        """Record a successful POST (status ``delivered``)."""
         await self._call(self._aio_finish, event_id, url, "delivered", None, None)
 
     async def failed_attempt(self, event_id: str, url: str, error: str, *,
@@ -48,7 +68,7 @@ class PostgresWebhooks(PostgresStore):
         await self._call(self._aio_finish, event_id, url, status, error[:500], retry_in)
 
     async def deliveries(self) -> list[dict]:
-        """Every delivery row (for operators and tests)."""
+        """Every delivery row, oldest first (for operators and tests)."""
         return await self._call(self._aio_all)
 
     async def _aio_enqueue(self, items):
@@ -83,6 +103,8 @@ class PostgresWebhooks(PostgresStore):
 
     async def _aio_all(self):
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            rows = await conn.fetch("SELECT event_id, url, event_type, status, attempts, "
-                                    "last_error FROM webhook_deliveries ORDER BY created_at")
+            rows = await conn.fetch(
+                "SELECT event_id, url, event_type, status, attempts, last_error, "
+                "next_attempt_at, finished_at FROM webhook_deliveries "
+                "ORDER BY created_at, event_id, url")
         return [dict(r) for r in rows]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
-from engage.domain.webhooks import (FIRST_RETRY_DELAY, MAX_RETRY_DELAY, payload, retry_delay,
-                                    sign, verify)
+from engage.domain.webhooks import (DEFAULT_TOLERANCE, FIRST_RETRY_DELAY, MAX_RETRY_DELAY,
+                                    payload, redact_url, retry_delay, sign, verify)
 
 
 def test_signature_verifies_and_rejects_tampering():
@@ -38,3 +39,23 @@ def test_retry_delay_grows_with_jitter_and_is_capped():
     assert len(set(first)) > 40  # jittered
     assert all(8 <= retry_delay(5, jitter=rng) <= 16 for _ in range(20))
     assert all(retry_delay(40, jitter=rng) <= MAX_RETRY_DELAY for _ in range(20))
+
+
+def test_verify_as_a_receiver_calls_it():
+    body = b'{"type":"comment.created"}'
+    now = int(time.time())
+    header = sign(body, ["s1", "s0"], now)
+    assert verify(header, body, ["s0"], 60)  # positional tolerance, the real clock
+    assert verify(header.replace(",", ", "), body, ["s1"])  # spaces after commas
+    assert not verify(sign(body, ["s1"], now - 120), body, ["s1"], 60)
+    assert verify(sign(body, ["s1"], now - 120), body, ["s1"])  # DEFAULT_TOLERANCE
+    assert DEFAULT_TOLERANCE >= 120
+    assert not verify(header, body, [])
+    assert not verify("t=1,t=2,v1=ab", body, ["s1"], now=1)  # one timestamp only
+    assert not verify(f"t={now}", body, ["s1"])  # no signature at all
+
+
+def test_redact_url_keeps_no_credentials_or_query():
+    assert redact_url("https://user:pw@hooks.example.com:8443/in?token=abc#x") == \
+        "https://hooks.example.com:8443/in"
+    assert redact_url("http://127.0.0.1/hook") == "http://127.0.0.1/hook"

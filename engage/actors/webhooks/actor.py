@@ -12,14 +12,17 @@ failed for good after ``max_attempts``. Nothing here runs on a request path.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import httpx
 import trio
 
+from engage import metrics
 from engage.actors.ref import ActorRef, Mailbox
 from engage.actors.webhooks.messages import DeliverDue
-from engage.domain.webhooks import SIGNATURE_HEADER, WEBHOOK_EVENTS, payload, retry_delay, sign
+from engage.domain.webhooks import (SIGNATURE_HEADER, WEBHOOK_EVENTS, payload, redact_url,
+                                    retry_delay, sign)
 from engage.errors import StoreError
 from engage.store.events import EventLog
 from engage.store.webhooks import Delivery, PostgresWebhooks
@@ -30,15 +33,19 @@ WEBHOOK_GROUP = "webhooks"
 WEBHOOK_MAILBOX_SIZE = 16
 #: Seconds between looks for due deliveries.
 WEBHOOK_POLL_INTERVAL = 0.5
-#: Seconds a claimed delivery is ours before another instance may retry it.
+#: Least seconds a claimed delivery is ours before another instance may retry
+#: it; longer when the POST timeout needs it (see ``WebhookActor.lease``).
 WEBHOOK_LEASE = 60.0
+#: Seconds of store round trips a lease allows for on top of the POSTs.
+WEBHOOK_LEASE_MARGIN = 30.0
 #: Events read per round, and seconds a read waits for the first.
 READ_BATCH = 100
 READ_BLOCK = 1.0
 #: Seconds an unacknowledged event waits before another consumer claims it.
 CLAIM_IDLE = 60.0
-#: Deliveries in flight at once.
+#: Deliveries in flight at once, and claimed per round.
 MAX_CONCURRENT_POSTS = 16
+CLAIM_BATCH = MAX_CONCURRENT_POSTS * 4
 #: Back-off after a store failure, seconds.
 STORE_RETRY_DELAY = 1.0
 
@@ -52,7 +59,7 @@ class WebhookActor:
         urls: endpoints; none means events are acknowledged and dropped.
         secrets: the first signs; each adds a ``v1=`` during a rotation.
         max_attempts: tries before a delivery is recorded as failed.
-        timeout: seconds one POST may take.
+        timeout: seconds one POST may take, all of it (connect, send, answer).
         consumer: this instance's consumer name.
     """
 
@@ -67,8 +74,14 @@ class WebhookActor:
         self.consumer = consumer
         self.mailbox = Mailbox(WEBHOOK_MAILBOX_SIZE)
         self.ref = ActorRef("webhooks", self.mailbox)
+        # A round runs its claimed deliveries MAX_CONCURRENT_POSTS at a time;
+        # the lease must outlast the slowest round or another instance could
+        # POST the same delivery while ours is still in flight.
+        rounds = math.ceil(CLAIM_BATCH / MAX_CONCURRENT_POSTS)
+        self.lease = max(WEBHOOK_LEASE, rounds * timeout + WEBHOOK_LEASE_MARGIN)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Run both loops until cancelled; ``task_status.started(self.ref)``."""
         async with httpx.AsyncClient(timeout=self.timeout) as http:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ingest_loop)
@@ -90,7 +103,8 @@ class WebhookActor:
                 log.warning("webhooks: event log unavailable: %s", exc)
                 await trio.sleep(STORE_RETRY_DELAY)
 
-    async def _queue(self, events) -> None:
+    async def _queue(self, events: list) -> None:
+        """Queue one delivery per endpoint for each relevant event, then ack them all."""
         if not events:
             return
         items = []
@@ -117,34 +131,56 @@ class WebhookActor:
                 request.answer(attempted)
 
     async def deliver_due(self, http: httpx.AsyncClient) -> int:
-        """POST every due delivery (bounded concurrency); return how many were tried."""
-        due = await self.store.claim_due(MAX_CONCURRENT_POSTS * 4, WEBHOOK_LEASE)
+        """POST every due delivery (bounded concurrency); return how many were tried.
+
+        Raises:
+            StoreError: the queue could not be read, or an outcome could not be
+                recorded (that delivery is tried again when its lease runs out).
+        """
+        due = await self.store.claim_due(CLAIM_BATCH, self.lease)
         limiter = trio.CapacityLimiter(MAX_CONCURRENT_POSTS)
+        store_errors: list[StoreError] = []
 
         async def one(delivery: Delivery) -> None:
             async with limiter:
-                await self._post(http, delivery)
+                try:
+                    await self._post(http, delivery)
+                except StoreError as exc:  # keep the other POSTs of this round going
+                    store_errors.append(exc)
 
         async with trio.open_nursery() as nursery:
             for delivery in due:
                 nursery.start_soon(one, delivery)
+        if store_errors:
+            raise store_errors[0]
         return len(due)
 
     async def _post(self, http: httpx.AsyncClient, delivery: Delivery) -> None:
+        """One signed POST, then its outcome recorded in the queue."""
         headers = {"Content-Type": "application/json", "User-Agent": "Engage-Webhooks/1",
                    SIGNATURE_HEADER: sign(delivery.body, self.secrets, int(time.time()))}
-        try:
-            response = await http.post(delivery.url, content=delivery.body, headers=headers)
-            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" or type(exc).__name__
+        error = f"timed out after {self.timeout:g} s"
+        with trio.move_on_after(self.timeout):  # httpx's timeout is per phase, not total
+            try:
+                response = await http.post(delivery.url, content=delivery.body,
+                                           headers=headers)
+                error = (None if 200 <= response.status_code < 300
+                         else f"HTTP {response.status_code}")
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if error is None:
             await self.store.delivered(delivery.event_id, delivery.url)
+            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
             return
         attempts = delivery.attempts + 1
         retry_in = None if attempts >= self.max_attempts else retry_delay(attempts)
-        if retry_in is None:
-            log.error("webhook %s to %s failed for good after %d attempts: %s",
-                      delivery.event_id, delivery.url, attempts, error)
         await self.store.failed_attempt(delivery.event_id, delivery.url, error,
                                         retry_in=retry_in)
+        if retry_in is None:
+            metrics.WEBHOOK_DELIVERIES.labels("failed").inc()
+            log.error("webhook %s to %s failed for good after %d attempts: %s",
+                      delivery.event_id, redact_url(delivery.url), attempts, error)
+        else:
+            metrics.WEBHOOK_DELIVERIES.labels("retry").inc()
+            log.info("webhook %s to %s: %s; try %d in %.1f s", delivery.event_id,
+                     redact_url(delivery.url), error, attempts + 1, retry_in)

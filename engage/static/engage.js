@@ -33,12 +33,12 @@ export class EngageClient {
     this.token = token;
     this.onStatus = onStatus;
     this.subs = new Map(); // content -> {handlers, offset, epoch}
-    this.pending = new Map(); // ref -> {resolve, reject, timer}
+    this.pending = new Map(); // ref -> {resolve, reject, timer, sent}
     this.nextRef = 1;
     this.attempt = 0;
     this.ws = null;
     this.closed = false;
-    this.queue = []; // frames sent while disconnected
+    this.queue = []; // {ref, text}: frames to send once connected
     this._connect();
   }
 
@@ -74,7 +74,8 @@ export class EngageClient {
 
   close() {
     this.closed = true;
-    if (this.ws) this.ws.close(1000, "client closed");
+    if (this.ws && this.ws.readyState !== WebSocket.CLOSED) this.ws.close(1000, "client closed");
+    else this._failPending(); // between attempts: no onclose will come
   }
 
   // -- internals ----------------------------------------------------------
@@ -92,7 +93,11 @@ export class EngageClient {
       this.onStatus("open");
       for (const [content, sub] of this.subs) this._sendSubscribe(content, sub);
       const queued = this.queue.splice(0);
-      for (const text of queued) ws.send(text);
+      for (const { ref, text } of queued) {
+        ws.send(text);
+        const p = ref !== null && this.pending.get(ref);
+        if (p) p.sent = true;
+      }
     };
     ws.onmessage = (event) => {
       let frame;
@@ -101,17 +106,28 @@ export class EngageClient {
     };
     ws.onclose = () => {
       this.onStatus("closed");
-      for (const [, p] of this.pending) {
-        clearTimeout(p.timer);
-        p.reject(new EngageError("disconnected", "connection closed before a reply"));
-      }
-      this.pending.clear();
+      // Only ops that went out on this socket are lost with it. Ops still in
+      // the queue were never sent: they stay pending and go out on the next
+      // connection (rejecting them here and sending them later would tell
+      // the caller "failed" for an op that then happens).
+      this._failPending();
       if (this.closed) return;
       // Full jitter: spread reconnects so a restarted server is not stampeded.
       const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
       this.attempt += 1;
       setTimeout(() => this._connect(), Math.random() * cap);
     };
+  }
+
+  /** Reject the ops lost with the socket (all of them once closed for good). */
+  _failPending() {
+    for (const [ref, p] of this.pending) {
+      if (!p.sent && !this.closed) continue;
+      this.pending.delete(ref);
+      clearTimeout(p.timer);
+      p.reject(new EngageError("disconnected", "connection closed before a reply"));
+    }
+    if (this.closed) this.queue = [];
   }
 
   _sendSubscribe(content, sub) {
@@ -125,17 +141,25 @@ export class EngageClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(ref);
+        // Never send an op after its caller has been told it failed.
+        this.queue = this.queue.filter((q) => q.ref !== ref);
         reject(new EngageError("timeout", "no reply from the server"));
       }, OP_TIMEOUT_MS);
-      this.pending.set(ref, { resolve, reject, timer });
-      this._raw({ ...frame, ref });
+      const p = { resolve, reject, timer, sent: false };
+      this.pending.set(ref, p);
+      p.sent = this._raw({ ...frame, ref }, ref);
     });
   }
 
-  _raw(frame) {
+  /** Send now if connected (returns true), else queue for the next connection. */
+  _raw(frame, ref = null) {
     const text = JSON.stringify(frame);
-    if (this._isOpen()) this.ws.send(text);
-    else this.queue.push(text);
+    if (this._isOpen()) {
+      this.ws.send(text);
+      return true;
+    }
+    this.queue.push({ ref, text });
+    return false;
   }
 
   _dispatch(frame) {
@@ -215,9 +239,14 @@ export async function mountDemo(root, { content, token = null, apiBase = "" }) {
       const replies = document.createElement("ul");
       replies.className = "engage-replies";
       el.append(meta, body, replies);
+      el.dataset.createdAt = c.created_at;
       comments.set(c.id, el);
       const parent = c.parent && comments.get(c.parent);
-      (parent ? parent.querySelector(".engage-replies") : $("comment-list")).append(el);
+      const list = parent ? parent.querySelector(".engage-replies") : $("comment-list");
+      // Oldest first, wherever it came from: a live event can arrive while the
+      // list is still loading over HTTP, before older comments are rendered.
+      const next = [...list.children].find((other) => isBefore(el, other));
+      list.insertBefore(el, next || null);
     }
     el.querySelector(".engage-meta").textContent = `${c.author} · ${new Date(c.created_at).toLocaleString()}${c.edited_at ? " (edited)" : ""}`;
     el.querySelector(".engage-body").textContent = c.body;
@@ -245,15 +274,19 @@ export async function mountDemo(root, { content, token = null, apiBase = "" }) {
     url: `${apiBase.replace(/^http/, "ws") || ""}/v1/ws`, token,
     onStatus: (s) => { const el = $("status"); if (el) el.textContent = s; },
   });
+  // Load the list over HTTP only once the subscription is confirmed: a comment
+  // made between an earlier load and the subscription would be in neither.
+  // Whatever is in both is rendered once (by id).
+  let firstSubscribed;
+  const subscribedOnce = new Promise((resolve) => { firstSubscribed = resolve; });
   client.subscribe(content, {
-    subscribed: setCounts,
+    subscribed: (f) => { setCounts(f); firstSubscribed(); },
     counts: setCounts,
     comment: (f) => renderComment(f.comment),
     comment_updated: (f) => renderComment(f.comment),
     comment_deleted: (f) => { const el = comments.get(f.comment.id); if (el) { el.remove(); comments.delete(f.comment.id); } },
     reload: loadComments,
   });
-  await loadComments();
   client.view(content).catch(() => {});
 
   const likeButton = $("like-button");
@@ -284,7 +317,17 @@ export async function mountDemo(root, { content, token = null, apiBase = "" }) {
       box.value = "";
     } catch (err) { showError(root, err); }
   });
+  await subscribedOnce;
+  try { await loadComments(); } catch (err) { showError(root, err); }
   return client;
+}
+
+/** Whether comment element a sorts before b: by created_at, then by id. */
+function isBefore(a, b) {
+  const [ta, tb] = [a.dataset.createdAt || "", b.dataset.createdAt || ""];
+  if (ta !== tb) return Date.parse(ta) < Date.parse(tb);
+  const [ia, ib] = [a.dataset.commentId, b.dataset.commentId];
+  return ia.length !== ib.length ? ia.length < ib.length : ia < ib;
 }
 
 function showError(root, err) {

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from engage import problems, routes, web
 from engage.actors import DeleteComment, EditComment, GetCounts, Interact, PostComment
 from engage.domain import Counts, Op, make_op, validate_content_id
+from engage.auth import issue_token
 from engage.domain.ingest import parse_events
 from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_id, validate_body,
                                     validate_page)
@@ -220,7 +221,6 @@ def create_app(system: System) -> QuartTrio:
         @app.post("/v1/dev/token")
         async def dev_token():
             """Development mode only: a token for a random user."""
-            from engage.auth import issue_token
             user = "dev-" + secrets.token_hex(4)
             return ok({"user": user, "token": issue_token(settings.jwt_secret, user)})
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator, Sequence
 
 import msgpack
+import trio
 import redis.asyncio as aioredis
 
 from engage.domain import Counts, FlushBatch, Op, OpResult, Snapshot, parse_batch
@@ -219,7 +220,6 @@ async def open_redis(url: str, bridge: Bridge, *, pool_size: int) -> AsyncIterat
     try:
         yield client
     finally:
-        import trio
         with trio.CancelScope(shield=True):
             await bridge.call(client.aclose)
 

@@ -264,6 +264,7 @@ class RouterActor:
     def _tell_presence(self, subject: str, count: int) -> None:
         if self.presence is None or subject.startswith("user:"):  # nobody "watches" a user
             return
+        # Imported here: the presence package imports the router's messages.
         from engage.actors.presence.messages import LocalCount
         try:
             self.presence.tell_nowait(LocalCount(subject, count))

@@ -115,6 +115,18 @@ class UnsupportedMediaType(ClientError):
     title = "Unsupported media type"
 
 
+class TooManyRequests(ClientError):
+    """Over a rate limit; ``retry_after`` seconds until the next attempt can pass."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+
 class Unavailable(ClientError):
     """A dependency is down or the server is overloaded; retry later."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 
 from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from engage import metrics
-from engage.errors import ClientError
+from engage.errors import ClientError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,11 @@ def problem(status: int, title: str, detail: str, *, code: str,
 
 
 def from_client_error(exc: ClientError) -> Response:
+    if isinstance(exc, TooManyRequests):
+        # Whole seconds, rounded up: a client that waits Retry-After passes.
+        seconds = max(1, math.ceil(exc.retry_after))
+        return problem(exc.status, exc.title, exc.detail, code=exc.code,
+                       headers={"Retry-After": str(seconds)}, retry_after=exc.retry_after)
     return problem(exc.status, exc.title, exc.detail, code=exc.code)
 
 

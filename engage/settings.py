@@ -67,6 +67,25 @@ class Settings:
     webhook_secrets: str = ""
     webhook_max_attempts: int = 8
     webhook_timeout: float = 10.0
+    jwt_jwks_file: str = ""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_roles_claim: str = "roles"
+    ws_auth_grace: float = 30.0
+    rate_limits: bool = True
+    rate_comment: str = "1/3s burst 5"
+    rate_comment_ip: str = "10/3s burst 30"
+    rate_like: str = "10/1s burst 30"
+    rate_view: str = "10/1s burst 60"
+    rate_ip: str = "300/1s burst 600"
+    rate_events_ip: str = "20000/1s burst 40000"
+    rate_ws_frames: str = "50/1s burst 200"
+    rate_connect_ip: str = "20/1s burst 100"
+    trusted_proxies: str = ""
+    view_dedup_window: float = 600.0
+    moderation_mode: str = "none"
+    moderation_hold_words: str = ""
+    moderation_block_words: str = ""
 
     @property
     def webhook_endpoints(self) -> list[str]:
@@ -77,6 +96,27 @@ class Settings:
     def webhook_keys(self) -> list[str]:
         """``webhook_secrets`` as a list; the first one signs."""
         return [k.strip() for k in self.webhook_secrets.split(",") if k.strip()]
+
+    @property
+    def jwt_secrets(self) -> list[str]:
+        """``jwt_secret`` as a list (comma-separated); the first signs dev tokens,
+        all of them verify, so a secret can be rotated without a flag day."""
+        return [k.strip() for k in self.jwt_secret.split(",") if k.strip()]
+
+    @property
+    def proxies(self) -> frozenset[str]:
+        """``trusted_proxies`` as a set: peers whose ``X-Forwarded-For`` is believed."""
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
+    def hold_words(self) -> list[str]:
+        """``moderation_hold_words`` as a list (comma-separated in config)."""
+        return [w.strip() for w in self.moderation_hold_words.split(",") if w.strip()]
+
+    @property
+    def block_words(self) -> list[str]:
+        """``moderation_block_words`` as a list (comma-separated in config)."""
+        return [w.strip() for w in self.moderation_block_words.split(",") if w.strip()]
 
     @property
     def origins(self) -> frozenset[str]:
@@ -193,6 +233,10 @@ def _validate(s: Settings) -> None:
         (s.webhook_max_attempts >= 1, "webhook_max_attempts must be >= 1"),
         (all(u.startswith(("http://", "https://")) for u in s.webhook_endpoints),
          "webhook_urls must be http(s) URLs"),
+        (s.ws_auth_grace >= 0, "ws_auth_grace must be >= 0"),
+        (s.view_dedup_window >= 0, "view_dedup_window must be >= 0 (0: no de-duplication)"),
+        (s.moderation_mode in ("none", "all", "first"),
+         "moderation_mode must be none, all or first"),
     ]
     for ok, message in checks:
         if not ok:

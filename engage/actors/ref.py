@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import trio
 
@@ -70,12 +70,41 @@ class Reply(Generic[T]):
             raise AskTimeout(f"no reply within {timeout} s")
 
 
+class Callback:
+    """A reply slot that calls back instead of waking a waiting task.
+
+    For callers that pipeline requests and must not wait on each one (a
+    connection acknowledging its client's likes): the answering actor runs
+    ``on_value`` or ``on_error`` in its own task, once, at once. Both must be
+    quick, must not raise and must not block; typically they write a frame
+    with a non-blocking write.
+    """
+
+    __slots__ = ("_on_value", "_on_error", "done")
+
+    def __init__(self, on_value: Callable[[Any], None],
+                 on_error: Callable[[BaseException], None]) -> None:
+        self._on_value = on_value
+        self._on_error = on_error
+        self.done = False
+
+    def set(self, value: Any) -> None:
+        if not self.done:
+            self.done = True
+            self._on_value(value)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done:
+            self.done = True
+            self._on_error(error)
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """A message as it sits in a mailbox, with the reply slot if it was asked."""
 
     message: Any
-    reply: Reply | None = None
+    reply: Reply | Callback | None = None
 
     def answer(self, result: Any) -> None:
         """Give the asker ``result`` (nothing to do for a ``tell``)."""
@@ -175,12 +204,15 @@ class ActorRef:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ActorDeadError(self.name) from None
 
-    async def request(self, message: Any) -> Reply:
+    async def request(self, message: Any, reply: Reply | Callback | None = None
+                      ) -> Reply | Callback:
         """Deliver ``message`` and return its reply slot without waiting on it.
 
-        Lets one caller fan a request out to many actors and then collect.
+        Lets one caller fan a request out to many actors and then collect,
+        or (with a :class:`Callback`) be called back with the answer.
         """
-        reply: Reply = Reply()
+        if reply is None:
+            reply = Reply()
         await self._send(Envelope(message, reply))
         return reply
 

@@ -5,8 +5,9 @@ closing handshake to :class:`~engage.ws.outbox.FrameWriter`, whose
 ``write_nowait`` is the fan-out hot path (see :mod:`engage.ws.outbox` for
 how direct writes and the bounded outbox interplay).
 
-Inbound frames are parsed by wsproto; the handshake by wsproto's
-``WSConnection``, which is dropped once the connection is accepted. A close
+Inbound frames are parsed by :class:`~engage.ws.reader.FrameReader`; the
+handshake by wsproto's ``WSConnection``, which is dropped once the connection
+is accepted. A close
 with :data:`~engage.ws.frames.SLOW_CONSUMER_CLOSE` (or after the outbox
 overflowed) discards the queued frames first, so the close frame is next in
 line.
@@ -18,17 +19,15 @@ import socket
 from urllib.parse import parse_qsl, unquote
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection
-from wsproto.connection import ConnectionState as ProtoState
-from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
-                            TextMessage)
+from wsproto import WSConnection
+from wsproto.events import AcceptConnection, Request
 
 from engage.errors import WebSocketClosed
-from engage.ws.frames import (ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, NORMAL_CLOSURE,
+from engage.ws.frames import (ABNORMAL_CLOSURE, NORMAL_CLOSURE,
                               SLOW_CONSUMER_CLOSE, close_frame, ping_frame, pong_frame)
 from engage.ws.handshake import PROBLEM_JSON, RequestHead, http_response
 from engage.ws.outbox import DEFAULT_MAX_OUTBOX_BYTES, FrameWriter
+from engage.ws.reader import Close, FrameReader, Ping, ProtocolViolation
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 #: Seconds :meth:`WebSocketConnection.close` may take before it drops the socket.
@@ -73,8 +72,8 @@ class WebSocketConnection(FrameWriter):
     """
 
     __slots__ = ("_target", "headers", "subprotocols", "subprotocol", "_handshake",
-                 "_trailing", "_proto", "shutting_down", "max_message_bytes", "_state",
-                 "_receiving", "_recv_done", "_parts", "_parts_bytes", "last_seen",
+                 "_trailing", "_reader", "shutting_down", "max_message_bytes", "_state",
+                 "_receiving", "_recv_done", "last_seen",
                  "close_code", "close_reason", "_closed_exc")
 
     def __init__(self, stream: trio.SocketStream, raw: socket.socket, head: RequestHead,
@@ -89,14 +88,12 @@ class WebSocketConnection(FrameWriter):
         self.subprotocol: str | None = None
         self._handshake: WSConnection | None = handshake
         self._trailing = trailing
-        self._proto: Connection | None = None
+        self._reader: FrameReader | None = None
         self.shutting_down = shutting_down if shutting_down is not None else trio.Event()
         self.max_message_bytes = max_message_bytes
         self._state = CONNECTING
         self._receiving = False
         self._recv_done: trio.Event | None = None
-        self._parts: list[str | bytes] | None = None
-        self._parts_bytes = 0
         self.last_seen = trio.current_time()
         self.close_code: int | None = None
         self.close_reason = ""
@@ -143,7 +140,8 @@ class WebSocketConnection(FrameWriter):
             raise ValueError(f"subprotocol {subprotocol!r} was not offered")
         reply = self._handshake.send(AcceptConnection(subprotocol=subprotocol))
         self._handshake = None
-        self._proto = Connection(ConnectionType.SERVER, trailing_data=self._trailing)
+        self._reader = FrameReader(self.max_message_bytes)
+        self._reader.feed(self._trailing)
         self._trailing = b""
         self.subprotocol = subprotocol
         try:
@@ -205,7 +203,7 @@ class WebSocketConnection(FrameWriter):
         """
         if self._closed_exc is not None:
             raise self._closed_exc
-        if self._proto is None:
+        if self._reader is None:
             raise RuntimeError(f"receive() on a {self._state} websocket")
         if self._receiving:
             if self._state is not OPEN:  # close() is reading the peer's close frame
@@ -222,11 +220,10 @@ class WebSocketConnection(FrameWriter):
                     data = await self._stream.receive_some(RECV_BYTES)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
-                if data:
-                    self.last_seen = trio.current_time()
-                    self._proto.receive_data(data)
-                else:
-                    self._proto.receive_data(None)
+                if not data:
+                    self._on_lost()
+                self.last_seen = trio.current_time()
+                self._reader.feed(data)
         finally:
             self._stop_receiving()
 
@@ -242,54 +239,43 @@ class WebSocketConnection(FrameWriter):
         await self._recv_done.wait()
 
     def _next_message(self) -> str | bytes | None:
-        """Process buffered events; a finished message, or None for more data."""
-        assert self._proto is not None
-        for event in self._proto.events():
-            if isinstance(event, (TextMessage, BytesMessage)):
+        """Process buffered frames; a finished message, or None for more data."""
+        assert self._reader is not None
+        while True:
+            try:
+                event = self._reader.next()
+            except ProtocolViolation as violation:
+                self._fail(violation.code, violation.reason)
+            if event is None:
+                return None
+            if isinstance(event, (str, bytes)):
                 if self._close_code_sent():
                     continue  # we are closing: late messages are dropped
-                data = event.data
-                size = len(data) if isinstance(data, bytes) or data.isascii() \
-                    else len(data.encode("utf-8"))
-                self._parts_bytes += size
-                if self._parts_bytes > self.max_message_bytes:
-                    self._fail(MESSAGE_TOO_BIG,
-                               f"message larger than {self.max_message_bytes} bytes")
-                if not event.message_finished:
-                    if self._parts is None:
-                        self._parts = []
-                    self._parts.append(data)
-                    continue
-                if self._parts:
-                    self._parts.append(data)
-                    data = ("" if isinstance(data, str) else b"").join(self._parts)  # type: ignore[attr-defined]
-                self._parts = None
-                self._parts_bytes = 0
-                return data
+                return event
             if isinstance(event, Ping):
                 if self._writable and not self.write_nowait(pong_frame(event.payload)) \
                         and self.slow_consumer:
                     self._fail(SLOW_CONSUMER_CLOSE, "slow consumer: outbox overflowed")
-            elif isinstance(event, CloseConnection):
+            elif isinstance(event, Close):
                 self._on_close(event)
-        return None
+            # a Pong only proves the peer is alive: last_seen is already updated
 
-    def _on_close(self, event: CloseConnection) -> None:
-        assert self._proto is not None
-        if event.code == ABNORMAL_CLOSURE and self._proto.state is ProtoState.CLOSED:
-            self._mark_broken()
-            if self.close_code is not None:  # we closed it (close() from another task)
-                self._closed_exc = WebSocketClosed(self.close_code, self.close_reason)
-            else:
-                self._closed_exc = WebSocketClosed(ABNORMAL_CLOSURE, "connection lost")
-        elif self._close_code_sent():  # the peer's reply to our close
+    def _on_close(self, event: Close) -> None:
+        if self._close_code_sent():  # the peer's reply to our close
             self._closed_exc = WebSocketClosed(self.close_code or NORMAL_CLOSURE,
                                                self.close_reason)
-        elif self._proto.state is ProtoState.REMOTE_CLOSING:  # the peer closes: echo
-            self._begin_close(event.code, event.reason or "")
-            self._closed_exc = WebSocketClosed(event.code, event.reason or "")
-        else:  # wsproto could not parse a frame: close with its code
-            self._fail(event.code, event.reason or "protocol error")
+        else:  # the peer closes: echo its code
+            self._begin_close(event.code, event.reason)
+            self._closed_exc = WebSocketClosed(event.code, event.reason)
+        raise self._closed_exc
+
+    def _on_lost(self) -> None:
+        """The TCP connection ended without (or after) the closing handshake."""
+        self._mark_broken()
+        if self.close_code is not None:  # we closed it (close() from another task)
+            self._closed_exc = WebSocketClosed(self.close_code, self.close_reason)
+        else:
+            self._closed_exc = WebSocketClosed(ABNORMAL_CLOSURE, "connection lost")
         raise self._closed_exc
 
     def _fail(self, code: int, reason: str) -> None:
@@ -353,8 +339,7 @@ class WebSocketConnection(FrameWriter):
         TCP first, once both close frames have crossed. If another task is
         in :meth:`receive`, it does the reading and we wait for it.
         """
-        while (self._proto is not None and self._proto.state is ProtoState.OPEN
-               and not self._broken):
+        while self._reader is not None and not self._reader.closed and not self._broken:
             if self._receiving:
                 await self._wait_receiver()
                 continue
@@ -368,10 +353,13 @@ class WebSocketConnection(FrameWriter):
             if not data:
                 return
             self.last_seen = trio.current_time()
-            self._proto.receive_data(data)
-            for event in self._proto.events():
-                if isinstance(event, CloseConnection):
-                    return
+            self._reader.feed(data)
+            try:
+                while (event := self._reader.next()) is not None:
+                    if isinstance(event, Close):
+                        return
+            except ProtocolViolation:
+                return  # we are closing anyway
 
     async def _abort(self) -> None:
         self._state = CLOSED

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
 from engage.actors.content.directory import ContentDirectory
 from engage.actors.content.messages import GetCounts, Interact, PostComment
-from engage.actors.ref import ActorRef
+from engage.actors.ref import ActorRef, Callback
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe
 from engage.auth import Identity, verify_token
-from engage.domain import make_op, validate_content_id
+from engage.domain import OpResult, make_op, validate_content_id
 from engage.domain.comments import parse_comment_id, validate_body
 from engage.domain.content import feed_subject
 from engage.domain.notifications import user_subject
@@ -46,7 +47,20 @@ CLOSE_TIMEOUT = 2.0
 #: Longest ``ref`` echoed back.
 MAX_REF = 64
 
+#: Interactions one connection may have in flight; beyond it the read loop
+#: waits, and further frames stay in the socket (backpressure, bounded memory).
+MAX_IN_FLIGHT = 32
+
 _INTERACTIONS = {"view": "view", "like": "like", "unlike": "unlike", "applaud": "applause"}
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """The ``code`` and ``message`` of the error frame for ``exc``."""
+    if isinstance(exc, ClientError):
+        return exc.code, exc.detail
+    if isinstance(exc, (StoreError, ActorError)):
+        return "unavailable", "a backing service is busy or down; retry"
+    return "internal", "the server failed to handle this op; it has been logged"
 
 
 def _parse_since(frame: dict) -> dict | None:
@@ -115,6 +129,8 @@ class ConnectionActor:
         self.subscriptions: set[str] = set()
         self._scope = trio.CancelScope()
         self._close = (NORMAL_CLOSURE, "")
+        self._in_flight = 0
+        self._room: trio.Event | None = None
 
     # -- the router's hot path -------------------------------------------------------
 
@@ -164,31 +180,31 @@ class ConnectionActor:
             try:
                 frame = decode(data, self.wire)
             except ValueError as exc:
-                await self._error(None, "malformed", f"could not parse the frame: {exc}")
+                self._error(None, ValidationError(f"could not parse the frame: {exc}",
+                                                  code="malformed"))
                 continue
             ref = frame.get("ref") if isinstance(frame, dict) else None
             if ref is not None and not (isinstance(ref, (str, int)) and len(str(ref)) <= MAX_REF):
-                await self._error(None, "invalid_ref", f"ref must be a string or integer "
-                                                       f"of at most {MAX_REF} characters")
+                self._error(None, ValidationError(f"ref must be a string or integer of at "
+                                                  f"most {MAX_REF} characters", code="invalid_ref"))
                 continue
             try:
                 result = await self._dispatch(frame)
-            except ClientError as exc:
-                await self._error(ref, exc.code, exc.detail)
-            except (StoreError, ActorError):
-                await self._error(ref, "unavailable", "a backing service is busy or down; retry")
+            except (ClientError, StoreError, ActorError) as exc:
+                self._error(ref, exc)
             else:
                 if result is not None:
-                    await self._send({"type": "ack", "ref": ref, "result": result})
+                    self._send({"type": "ack", "ref": ref, "result": result})
 
-    async def _send(self, frame: dict) -> None:
+    def _send(self, frame: dict) -> None:
         # The same non-blocking path as the router's, in order with it: a
         # client that lets its outbox overflow is a slow consumer either way.
-        if not self.ws.write_nowait(encode(frame, self.wire)):
+        if not self.ws.write_nowait(encode(frame, self.wire)) and self.ws.slow_consumer:
             self.overflow()
 
-    async def _error(self, ref: Any, code: str, message: str) -> None:
-        await self._send({"type": "error", "ref": ref, "code": code, "message": message})
+    def _error(self, ref: Any, exc: BaseException) -> None:
+        code, message = _describe(exc)
+        self._send({"type": "error", "ref": ref, "code": code, "message": message})
 
     # -- ops ---------------------------------------------------------------------------------
 
@@ -197,7 +213,7 @@ class ConnectionActor:
             raise ValidationError('every frame is an object with an "op"', code="invalid_frame")
         op = frame["op"]
         if op == "ping":
-            await self._send({"type": "pong", "ref": frame.get("ref")})
+            self._send({"type": "pong", "ref": frame.get("ref")})
             return None
         if op == "auth":
             token = frame.get("token")
@@ -212,7 +228,8 @@ class ConnectionActor:
         if op == "unsubscribe":
             return await self._unsubscribe(frame)
         if op in _INTERACTIONS:
-            return await self._interact(_INTERACTIONS[op], frame)
+            await self._interact(_INTERACTIONS[op], frame)
+            return None
         if op == "comment":
             return await self._comment(frame)
         raise ValidationError(f"unknown op {op!r}", code="unknown_op")
@@ -220,13 +237,47 @@ class ConnectionActor:
     def _user(self) -> str | None:
         return self.identity.user if self.identity else None
 
-    async def _interact(self, kind: str, frame: dict) -> dict:
+    async def _interact(self, kind: str, frame: dict) -> None:
+        """Hand the op to its content actor and go on reading: the ack (or
+        error) is written by the content actor's task when Redis has the op.
+
+        Pipelining is what lets one connection keep several ops in flight
+        without a task switch per reply; ``MAX_IN_FLIGHT`` bounds it, and the
+        content actors' bounded mailboxes push back on the read loop.
+        """
         content_id = validate_content_id(frame.get("content"))
         count = frame.get("count") if kind == "applause" else None
         op = make_op(kind, user=self._user(), viewer=frame.get("viewer") if kind == "view" else None,
                      count=count, cap=self.context.applause_cap)
-        (result,) = await self.context.content.ask(content_id, Interact((op,)), OP_TIMEOUT)
-        return {"content": content_id, **result.public(kind)}
+        while self._in_flight >= MAX_IN_FLIGHT:
+            self._room = trio.Event()
+            await self._room.wait()
+        ref = frame.get("ref")
+        self._in_flight += 1
+        try:
+            await self.context.content.request(
+                content_id, Interact((op,)),
+                Callback(partial(self._acked, ref, content_id, kind), partial(self._refused, ref)))
+        except BaseException:
+            self._landed()  # never delivered: no callback will come
+            raise
+
+    def _landed(self) -> None:
+        self._in_flight -= 1
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    def _acked(self, ref: Any, content_id: str, kind: str, results: list[OpResult]) -> None:
+        """Runs in the content actor's task: the op is in Redis."""
+        self._landed()
+        self._send({"type": "ack", "ref": ref,
+                    "result": {"content": content_id, **results[0].public(kind)}})
+
+    def _refused(self, ref: Any, exc: BaseException) -> None:
+        """Runs in the content actor's task: the op was not applied."""
+        self._landed()
+        self._error(ref, exc)
 
     async def _comment(self, frame: dict) -> dict:
         content_id = validate_content_id(frame.get("content"))
@@ -296,13 +347,13 @@ class ConnectionActor:
                 target.subject, since["offset"], since["epoch"], self.context.history_size)
             offset, epoch = recovery.offset, recovery.epoch
         recovered = bool(recovery and recovery.recovered)
-        await self._send({"type": "subscribed", "ref": frame.get("ref"),
+        self._send({"type": "subscribed", "ref": frame.get("ref"),
                           target.key: target.value, **state, "offset": offset,
                           "epoch": epoch, "recovered": recovered})
         if recovery is not None and recovered:
             named = {target.key: target.value} if target.in_events else {}
             for event in recovery.events:
-                await self._send({"type": event.type, **named, "offset": event.offset,
+                self._send({"type": event.type, **named, "offset": event.offset,
                                   "epoch": epoch, target.data_field: event.data})
         await self.context.router.tell(Ready(target.subject, self, offset))
 

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from engage.actors.content.actor import CONTENT_MAILBOX_SIZE, ContentActor
-from engage.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef, Mailbox, Reply
+from engage.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef, Callback, Mailbox, Reply
 from engage.errors import ActorDeadError
 from engage.store.comments import CommentStore
 from engage.store.history import RedisHistory
@@ -74,12 +74,14 @@ class ContentDirectory:
         reply = await self.request(content_id, message)
         return await reply.get(timeout)
 
-    async def request(self, content_id: str, message: Any) -> Reply:
-        """Deliver ``message`` to the item's actor and return the reply slot."""
+    async def request(self, content_id: str, message: Any,
+                      reply: Reply | Callback | None = None) -> Reply | Callback:
+        """Deliver ``message`` to the item's actor and return the reply slot
+        (``reply`` if given, such as a :class:`Callback`)."""
         for _ in range(DEAD_RETRIES):
             ref = await self.ref(content_id)
             try:
-                return await ref.request(message)
+                return await ref.request(message, reply)
             except ActorDeadError:
                 continue  # it passivated between lookup and send; the next one is fresh
         raise ActorDeadError(f"content:{content_id}")

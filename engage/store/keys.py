@@ -23,6 +23,10 @@ class Keys:
     def hll(self, content_id: str) -> str:
         return f"{self.prefix}hll:{content_id}"
 
+    def view_seen_prefix(self, content_id: str) -> str:
+        """Prefix of the per-viewer keys that de-duplicate views of an item."""
+        return f"{self.prefix}seen:{content_id}:"
+
     def content_keys(self, content_id: str) -> list[str]:
         return [self.counts(content_id), self.likers(content_id),
                 self.applause(content_id), self.hll(content_id)]
@@ -86,3 +90,12 @@ class Keys:
     def watchers(self, subject: str) -> str:
         """Hash: instance id -> "<connections>:<expiry ms>"."""
         return f"{self.prefix}watch:{subject}"
+
+    # -- rate limits ---------------------------------------------------------------
+
+    def rate_limit(self, name: str) -> str:
+        """String: a rate limit key's TAT in ms (see engage/store/lua/_gcra.lua).
+
+        ``name`` says what and whose: ``"comment:u:alice"``, ``"ip:1.2.3.4"``.
+        """
+        return f"{self.prefix}rl:{name}"

@@ -40,15 +40,18 @@ class RedisCounterCache(RedisStore):
         keys: key names.
         applause_cap: per-user applause limit.
         ttl: seconds an item's keys live after its last change.
+        view_dedup_window: seconds within which one user's or viewer's views of
+            an item count once (0: every view counts).
     """
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
-                 applause_cap: int, ttl: int) -> None:
+                 applause_cap: int, ttl: int, view_dedup_window: float = 0.0) -> None:
         self.client = client
         self.bridge = bridge
         self.keys = keys
         self.applause_cap = applause_cap
         self.ttl = ttl
+        self.view_dedup_ms = int(view_dedup_window * 1000)
         self.scripts = Scripts(client, ("apply", "hydrate", "handoff", "counts"))
 
     # -- trio-facing -----------------------------------------------------------
@@ -97,7 +100,7 @@ class RedisCounterCache(RedisStore):
             for op, _ in steps:
                 flat += (KIND_CODES[op.kind], op.who, op.count)
             args = [content_id, now_ms, self.applause_cap, self.ttl, EVENT_LOG_MAX_LEN,
-                    msgpack.packb(flat)]
+                    msgpack.packb(flat), self.view_dedup_ms, k.view_seen_prefix(content_id)]
             calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
                                     k.like_seq, k.events], args))
         replies = await self.scripts.run_many(calls)

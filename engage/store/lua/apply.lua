@@ -6,7 +6,11 @@
 -- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s), 5 event log max length,
 --       6 the ops: msgpack of a flat array of triples kind (v|l|u|a), who, count
 --       (one argument rather than three per op: packing arguments is what
---       costs the client most)
+--       costs the client most),
+--       7 view de-duplication window (ms, 0: off), 8 the prefix of its keys
+--       (one key per item and viewer: "<prefix><who>")
+-- A view by a known user or viewer id counts in "views" once per window; it
+-- always feeds the HyperLogLog of unique viewers.
 -- Appends "applause" events (who clapped, how much) and "milestone" events
 -- (likes or applause passing 10, 100, 1000 ...) to the event log.
 -- Returns {0} when the counts hash is missing (the caller reloads it from
@@ -19,6 +23,8 @@ local sep = '\31'
 local id = ARGV[1]
 local cap = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
+local dedup_ms = tonumber(ARGV[7])
+local dedup_prefix = ARGV[8]
 local cur = redis.call('HMGET', KEYS[1], 'views', 'likes', 'applause')
 local views, likes, applause = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
 local dv, dl, da, events = 0, 0, 0, 0
@@ -49,8 +55,11 @@ for i = 1, #ops, 3 do
   -- Anonymous views arrive folded (count > 1); every view is one event.
   events = events + ((kind == 'v') and n or 1)
   if kind == 'v' then
-    dv = dv + n
-    views = views + n
+    if who == '' or dedup_ms == 0
+        or redis.call('SET', dedup_prefix .. who, 1, 'NX', 'PX', dedup_ms) then
+      dv = dv + n
+      views = views + n
+    end
     if who ~= '' and redis.call('PFADD', KEYS[4], who) == 1 then
       hll_dirty = true
     end

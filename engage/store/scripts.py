@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+#: A whole line ``--#include <name>``: replaced by ``lua/_<name>.lua``. A Lua
+#: comment, so a script with the line left in is still valid Lua.
+_INCLUDE_RE = re.compile(r"^--#include[ \t]+([A-Za-z0-9_]+)[ \t]*$", re.MULTILINE)
+
+
+def _lua_file(filename: str) -> str:
+    return resources.files("engage.store").joinpath("lua", filename).read_text()
+
 
 def script_source(name: str) -> str:
-    """The text of ``engage/store/lua/<name>.lua``."""
-    return resources.files("engage.store").joinpath("lua", f"{name}.lua").read_text()
+    """The text of ``engage/store/lua/<name>.lua``, includes expanded.
+
+    A line ``--#include gcra`` is replaced by the text of ``lua/_gcra.lua``
+    (the leading underscore marks a snippet that is not a script of its own),
+    so scripts share Lua functions without Redis functions or copies. Snippets
+    may include others; each is included at most once per script, which keeps
+    their ``local function`` definitions from being repeated. Line numbers in
+    Redis error messages count the expanded text.
+
+    Raises:
+        FileNotFoundError: a script or an included snippet does not exist.
+    """
+    seen: set[str] = set()
+
+    def expand(text: str) -> str:
+        def include(match: re.Match) -> str:
+            snippet = match.group(1)
+            if snippet in seen:
+                return f"-- ({snippet} already included)"
+            seen.add(snippet)
+            return expand(_lua_file(f"_{snippet}.lua")).rstrip("\n")
+        return _INCLUDE_RE.sub(include, text)
+
+    return expand(_lua_file(f"{name}.lua"))
 
 
 class Scripts:

@@ -135,6 +135,23 @@ class Unavailable(ClientError):
     title = "Service unavailable"
 
 
+class Conflict(ClientError):
+    """The request conflicts with the resource's current state (a moderation
+    action its comment's state does not allow, for one)."""
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class UnprocessableContent(ClientError):
+    """Well-formed and valid, but refused for what it says (a blocked word)."""
+
+    status = 422
+    code = "unprocessable"
+    title = "Unprocessable content"
+
+
 # -- WebSocket ----------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from engage.actors.presence import PresenceActor
 from engage.actors.publisher import PublisherActor
 from engage.actors.router import RouterActor
 from engage.actors.webhooks import WebhookActor
+from engage.domain.moderation import Policy
 from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
 from engage.store.bridge import Bridge, open_bridge
@@ -43,6 +44,7 @@ from engage.store.comments import PostgresComments
 from engage.store.content_meta import PostgresContentMeta
 from engage.store.events import EventLog
 from engage.store.history import RedisHistory
+from engage.store.moderation import PostgresModeration
 from engage.store.notifications import PostgresNotifications
 from engage.store.presence import RedisPresence
 from engage.store.webhooks import PostgresWebhooks
@@ -65,6 +67,7 @@ class Stores:
     events: EventLog
     content_meta: PostgresContentMeta
     notifications: PostgresNotifications | None = None
+    moderation: PostgresModeration | None = None
 
 
 @asynccontextmanager
@@ -81,11 +84,17 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
                                        size=settings.history_size, ttl=settings.history_ttl)
                 events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
+                moderation = PostgresModeration(
+                    pool, client, bridge, Keys(settings.redis_prefix),
+                    Policy.from_lists(settings.moderation_mode, settings.hold_words,
+                                      settings.block_words))
+                await moderation.reinstall_bans()  # a Redis wipe must not lift bans
                 yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                             PostgresComments(pool, bridge), history, client, events,
-                             PostgresContentMeta(pool, bridge),
+                             PostgresComments(pool, bridge, moderation=moderation), history,
+                             client, events, PostgresContentMeta(pool, bridge),
                              notifications=PostgresNotifications(
-                                 pool, bridge, keep=settings.notify_max_per_user))
+                                 pool, bridge, keep=settings.notify_max_per_user),
+                             moderation=moderation)
 
 
 @dataclass

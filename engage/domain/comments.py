@@ -59,6 +59,19 @@ class Comment:
     created_at: datetime
     edited_at: datetime | None = None
     deleted: bool = False
+    #: ``held``, ``visible``, ``hidden`` or ``rejected`` (engage/domain/moderation.py);
+    #: a deleted comment keeps the status it had.
+    status: str = "visible"
+
+    @property
+    def visible(self) -> bool:
+        """Shown, counted, published live: visible and not deleted."""
+        return self.status == "visible" and not self.deleted
+
+    @property
+    def state(self) -> str:
+        """The moderation state: the status, or ``deleted``."""
+        return "deleted" if self.deleted else self.status
 
     def public(self) -> dict:
         """The comment object of the API and of WebSocket frames."""
@@ -69,6 +82,7 @@ class Comment:
             "parent": None if self.parent is None else str(self.parent),
             "created_at": _iso(self.created_at),
             "edited_at": None if self.edited_at is None else _iso(self.edited_at),
+            "status": self.status,
         }
 
 
@@ -87,6 +101,17 @@ def check_can_change(comment: Comment, user: str, now: datetime, window: float) 
     if now - comment.created_at > timedelta(seconds=window):
         raise Forbidden(f"comments can only be changed within {int(window)} s of posting",
                         code="edit_window_closed")
+
+
+def check_can_delete(comment: Comment, user: str, now: datetime, window: float, *,
+                     moderator: bool = False) -> None:
+    """Moderators may delete any comment at any time; authors as for an edit.
+
+    Raises:
+        Forbidden: neither a moderator nor the author within ``window``.
+    """
+    if not moderator:
+        check_can_change(comment, user, now, window)
 
 
 def validate_page(sort: object, limit: object) -> tuple[str, int]:

@@ -99,3 +99,10 @@ class Keys:
         ``name`` says what and whose: ``"comment:u:alice"``, ``"ip:1.2.3.4"``.
         """
         return f"{self.prefix}rl:{name}"
+
+    # -- moderation --------------------------------------------------------------
+
+    def ban(self, user: str) -> str:
+        """A banned user's mirror of their ban: value = the reason, expiring
+        (``PX``) when the ban does. Postgres ``bans`` is the durable truth."""
+        return f"{self.prefix}ban:{user}"

@@ -15,7 +15,9 @@ async def test_post_list_thread_and_paginate(client, auth):
                                   headers=auth(f"u{i}"))
             assert r.status_code == 201, r.text
             c = r.json()
-            assert set(c) == {"id", "author", "body", "parent", "created_at", "edited_at"}
+            assert set(c) == {"id", "author", "body", "parent", "created_at", "edited_at",
+                              "status"}
+            assert c["status"] == "visible"
             assert c["author"] == f"u{i}" and c["parent"] is None and c["edited_at"] is None
             ids.append(c["id"])
         r1 = (await client.post("/v1/content/t1/comments", json={"body": "re", "parent": ids[1]},

@@ -143,10 +143,24 @@ class LineProc:
                     self.proc.wait()
 
 
+#: Rate limits for the Engage server. All clients come from 127.0.0.1 and a
+#: user sends far more than a person would, so real limits would refuse most
+#: of the load; "unreached" keeps every check (the Redis work included) but
+#: with rates the load generator never hits.
+_HUGE = "100000000/1s burst 100000000"
+LIMIT_ENV = {
+    "off": {"ENGAGE_RATE_LIMITS": "false"},
+    "unreached": {"ENGAGE_RATE_LIMITS": "true", **{
+        f"ENGAGE_RATE_{name.upper()}": _HUGE for name in (
+            "comment", "comment_ip", "like", "view", "ip", "events_ip", "connect_ip",
+            "ws_frames")}},
+}
+
+
 class Engage:
     name = "engage"
 
-    def __init__(self, tag: str, logdir: Path) -> None:
+    def __init__(self, tag: str, logdir: Path, limits: str = "off") -> None:
         self.db = f"engage_bench_{tag}"
         self.prefix = f"engage-bench-{tag}:"
         self.secret = secrets.token_urlsafe(24)
@@ -157,7 +171,7 @@ class Engage:
                "ENGAGE_REDIS_URL": REDIS_URL, "ENGAGE_REDIS_PREFIX": self.prefix,
                "ENGAGE_JWT_SECRET": self.secret, "ENGAGE_LOG_LEVEL": "warning",
                "ENGAGE_HOST": "127.0.0.1", "ENGAGE_PORT": str(self.port),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **LIMIT_ENV[limits]}
         self.out = open(self.logfile, "w")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=ROOT, env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT,
@@ -491,6 +505,9 @@ def main() -> None:
                              "api (RedisHistory.publish from the bench process), or both")
     parser.add_argument("--max-deliveries", type=float, default=250000,
                         help="skip steps with subscribers*rate above this")
+    parser.add_argument("--limits", choices=sorted(LIMIT_ENV), default="off",
+                        help="Engage's rate limits: off, or on with rates no load "
+                             "generator reaches (to measure what checking them costs)")
     parser.add_argument("--ingest-clients", type=int, default=1000)
     parser.add_argument("--inflight", type=int, default=4)
     parser.add_argument("--ingest-duration", type=float, default=10.0)
@@ -513,7 +530,8 @@ def main() -> None:
     results: list[dict] = []
     try:
         for name in args.servers.split(","):
-            servers.append(Engage(tag, logdir) if name == "engage" else SocketIO(tag, logdir))
+            servers.append(Engage(tag, logdir, args.limits) if name == "engage"
+                           else SocketIO(tag, logdir))
             log({"started": name, "pid": servers[-1].pid, "port": servers[-1].port})
         for part in args.parts.split(","):
             {"fanout": part_fanout, "ingest": part_ingest, "idle": part_idle}[part](

@@ -20,6 +20,7 @@ class Identity:
 
     user: str
     roles: frozenset[str] = frozenset({"user"})
+    expires_at: float | None = None
 
 
 def parse_authorization(header: str | None, secret: str) -> Identity | None:
@@ -36,12 +37,14 @@ def parse_authorization(header: str | None, secret: str) -> Identity | None:
     return verify_token(token.strip(), secret)
 
 
-def verify_token(token: str, secret: str) -> Identity:
+def verify_token(token: str, secret) -> Identity:
     """Check a JWT's signature and time claims and return who it names.
 
     Raises:
         Unauthorized: bad signature, expired, malformed, or no usable ``sub``.
     """
+    if not isinstance(secret, str):  # Settings
+        secret = secret.jwt_secrets[0] if secret.jwt_secrets else secret.jwt_secret
     try:
         claims = jwt.decode(token, secret, algorithms=ALGORITHMS, leeway=CLOCK_LEEWAY,
                             options={"require": ["sub"], "verify_aud": False})
@@ -58,7 +61,9 @@ def verify_token(token: str, secret: str) -> Identity:
         roles = [roles]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("token 'roles' must be a list of strings", code="invalid_token")
-    return Identity(sub, frozenset(roles) | {"user"})
+    exp = claims.get("exp")
+    return Identity(sub, frozenset(roles) | {"user"},
+                    float(exp) if isinstance(exp, (int, float)) else None)
 
 
 def issue_token(secret: str, user: str, *, roles: list[str] | None = None,

@@ -36,6 +36,7 @@ from engage.actors.presence import PresenceActor
 from engage.actors.publisher import PublisherActor
 from engage.actors.router import RouterActor
 from engage.actors.webhooks import WebhookActor
+from engage.limits import RateLimits
 from engage.domain.moderation import Policy
 from engage.settings import Settings
 from engage.store import Keys, PostgresCounters, RedisCounterCache
@@ -49,6 +50,7 @@ from engage.store.notifications import PostgresNotifications
 from engage.store.presence import RedisPresence
 from engage.store.webhooks import PostgresWebhooks
 from engage.store.publishing import PublishStream
+from engage.store.ratelimit import RedisRateLimiter
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
 from engage.supervisor import ChildSpec, Supervisor
@@ -80,7 +82,9 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                   pool_size=settings.redis_pool_size) as client:
                 cache = RedisCounterCache(client, bridge, Keys(settings.redis_prefix),
                                           applause_cap=settings.applause_cap,
-                                          ttl=settings.counter_ttl)
+                                          ttl=settings.counter_ttl,
+                                          view_dedup_window=settings.view_dedup_window,
+                                          limits=RateLimits.from_settings(settings))
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
                                        size=settings.history_size, ttl=settings.history_ttl)
                 events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
@@ -115,11 +119,15 @@ class System:
     publisher: PublisherActor | None = None
     notifier: NotifierActor | None = None
     webhooks: WebhookActor | None = None
+    limiter: RedisRateLimiter | None = None
+    limits: RateLimits | None = None
 
 
 def build_system(settings: Settings, stores: Stores, *, instance_id: str | None = None) -> System:
     """Create the actors and the root supervisor; run ``system.supervisor.run``."""
     instance_id = instance_id or uuid.uuid4().hex[:12]
+    limits = RateLimits.from_settings(settings)
+    limiter = RedisRateLimiter(stores.redis, stores.bridge, Keys(settings.redis_prefix))
     mirror = MirrorActor(stores.cache)
     flush = FlushActor(stores.cache, stores.database, instance_id=instance_id,
                        interval=settings.flush_interval,
@@ -152,10 +160,11 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
         rate_per_minute=settings.notify_rate_per_minute)
     connections = ConnectionDirectory(
         ConnectionContext(content=content, router=router.ref, history=stores.history,
-                          jwt_secret=settings.jwt_secret, applause_cap=settings.applause_cap,
+                          settings=settings, applause_cap=settings.applause_cap,
                           comment_max_chars=settings.comment_max_chars,
                           max_subscriptions=settings.max_subscriptions,
-                          history_size=settings.history_size),
+                          history_size=settings.history_size,
+                          auth_grace=settings.ws_auth_grace, limiter=limiter, limits=limits),
         max_connections=settings.max_connections, ping_interval=settings.ws_ping_interval,
         idle_timeout=settings.ws_idle_timeout)
     webhooks = WebhookActor(
@@ -180,4 +189,4 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
     )
     return System(settings, stores, mirror, flush, sweeper, content, presence, router,
                   connections, supervisor, instance_id, publisher=publisher,
-                  notifier=notifier, webhooks=webhooks)
+                  notifier=notifier, webhooks=webhooks, limiter=limiter, limits=limits)

@@ -8,6 +8,7 @@ from typing import Any
 from quart import Response, request
 
 from engage.auth import Identity, parse_authorization
+from engage.domain.address import client_address
 from engage.errors import Forbidden, Unauthorized, UnsupportedMediaType, ValidationError
 from engage.settings import Settings
 
@@ -71,3 +72,10 @@ def object_body(body: Any, allowed: set[str]) -> dict:
 def ok(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status=status,
                     content_type="application/json")
+
+
+def client_ip(settings: Settings) -> str:
+    """The caller's address for per-address rate limits (``X-Forwarded-For``
+    only from ``trusted_proxies``)."""
+    return client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                          settings.proxies)

@@ -63,6 +63,8 @@ def settings(database_url, redis_prefix):
         sweep_stale_after=2.0,
         content_idle_timeout=30.0,
         shutdown_timeout=5.0,
+        # Tests drive many requests from one address; tests/gateway turn limits on.
+        rate_limits=False,
     )
 
 

@@ -71,11 +71,12 @@ def server_env(database_url: str, redis_url: str, redis_prefix: str, jwt_secret:
     """Environment for a ``run.py`` child on the test's database and prefix.
 
     ``settings`` are more ``ENGAGE_*`` variables, by setting name
-    (``flush_interval="0.3"``).
+    (``flush_interval="0.3"``). Rate limits are off unless ``rate_limits="true"``:
+    tests drive many clients from one address.
     """
     env = {"ENGAGE_DATABASE_URL": database_url, "ENGAGE_REDIS_URL": redis_url,
            "ENGAGE_REDIS_PREFIX": redis_prefix, "ENGAGE_JWT_SECRET": jwt_secret,
-           "ENGAGE_LOG_LEVEL": "warning"}
+           "ENGAGE_LOG_LEVEL": "warning", "ENGAGE_RATE_LIMITS": "false"}
     env.update({f"ENGAGE_{name.upper()}": value for name, value in settings.items()})
     return env
 

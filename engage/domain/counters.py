@@ -50,16 +50,19 @@ class Op:
         who: user id (likes, applause) or viewer id (views); ``""`` for an
             anonymous view without a viewer id.
         count: views or claps to add; 1 for likes.
+        address: the client's IP address, for per-address rate limits; ``""``
+            when the op is not limited per address (events from a site's backend).
     """
 
     kind: Kind
     who: str = ""
     count: int = 1
+    address: str = ""
 
 
 def make_op(kind: object, *, user: str | None, viewer: object = None,
-            count: object = None, cap: int) -> Op:
-    """Validate one interaction as a client described it.
+            count: object = None, cap: int, address: str = "") -> Op:
+    """Validate one interaction as a client described it (from ``address``).
 
     Raises:
         ValidationError: unknown kind, bad count or viewer id.
@@ -72,13 +75,14 @@ def make_op(kind: object, *, user: str | None, viewer: object = None,
             raise ValidationError("views take no count", code="invalid_count")
         who = user or ""
         if viewer is not None and user is None:
-            if not isinstance(viewer, str) or not 1 <= len(viewer) <= MAX_VIEWER_ID:
+            if not isinstance(viewer, str) or not 1 <= len(viewer) <= MAX_VIEWER_ID \
+                    or not viewer.isprintable():
                 raise ValidationError(
-                    f"viewer must be a string of 1-{MAX_VIEWER_ID} characters",
+                    f"viewer must be a string of 1-{MAX_VIEWER_ID} printable characters",
                     code="invalid_viewer",
                 )
             who = "anon" + FIELD_SEP + viewer
-        return Op("view", who, 1)
+        return Op("view", who, 1, address)
     if user is None:
         raise Unauthorized(f"{kind} needs a signed-in user (Authorization: Bearer <token>)")
     if kind == "applause":
@@ -86,14 +90,14 @@ def make_op(kind: object, *, user: str | None, viewer: object = None,
             count = 1
         if type(count) is not int or not 1 <= count <= cap:
             raise ValidationError(f"count must be an integer from 1 to {cap}", code="invalid_count")
-        return Op("applause", user, count)
+        return Op("applause", user, count, address)
     if count is not None:
         raise ValidationError(f"{kind} takes no count", code="invalid_count")
-    return Op(kind, user, 1)  # type: ignore[arg-type]
+    return Op(kind, user, 1, address)  # type: ignore[arg-type]
 
 
 def coalesce_anonymous_views(ops: Sequence[Op]) -> list[tuple[Op, int]]:
-    """Fold each run of anonymous views (no user, no viewer id) into one op.
+    """Fold each run of anonymous views (no user, no viewer id, one address) into one op.
 
     Such views only add to a counter, so ``n`` of them in a row are one
     ``Op("view", "", n)``: the Redis script does one step instead of ``n``.
@@ -104,9 +108,9 @@ def coalesce_anonymous_views(ops: Sequence[Op]) -> list[tuple[Op, int]]:
     out: list[tuple[Op, int]] = []
     for op in ops:
         if op.kind == "view" and not op.who and out and out[-1][0].kind == "view" \
-                and not out[-1][0].who:
+                and not out[-1][0].who and out[-1][0].address == op.address:
             last, n = out[-1]
-            out[-1] = (Op("view", "", last.count + op.count), n + 1)
+            out[-1] = (Op("view", "", last.count + op.count, op.address), n + 1)
         else:
             out.append((op, 1))
     return out

@@ -22,6 +22,8 @@ from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
 from engage.store.scripts import Scripts
 from engage.store.protocols import ApplyOutcome
+from engage.errors import ClientError, Forbidden, TooManyRequests
+from engage.limits import RateLimits
 from engage.store.base import RedisStore
 
 #: Socket timeout for ordinary request/response connections, in seconds.
@@ -42,16 +44,25 @@ class RedisCounterCache(RedisStore):
         ttl: seconds an item's keys live after its last change.
         view_dedup_window: seconds within which one user's or viewer's views of
             an item count once (0: every view counts).
+        limits: per-user and per-address limits on likes, applause and views,
+            and bans, enforced in the same script; ``None``: none.
     """
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
-                 applause_cap: int, ttl: int, view_dedup_window: float = 0.0) -> None:
+                 applause_cap: int, ttl: int, view_dedup_window: float = 0.0,
+                 limits: RateLimits | None = None) -> None:
         self.client = client
         self.bridge = bridge
         self.keys = keys
         self.applause_cap = applause_cap
         self.ttl = ttl
         self.view_dedup_ms = int(view_dedup_window * 1000)
+        self.limits = limits
+        self._limits_arg = b"" if limits is None else msgpack.packb([
+            keys.rate_limit(""), keys.ban(""),
+            limits.like.interval * 1000, limits.like.tolerance * 1000,
+            limits.view.interval * 1000, limits.view.tolerance * 1000,
+            limits.ip.interval * 1000, limits.ip.tolerance * 1000])
         self.scripts = Scripts(client, ("apply", "hydrate", "handoff", "counts"))
 
     # -- trio-facing -----------------------------------------------------------
@@ -98,9 +109,10 @@ class RedisCounterCache(RedisStore):
             folded.append(steps)
             flat: list = []
             for op, _ in steps:
-                flat += (KIND_CODES[op.kind], op.who, op.count)
+                flat += (KIND_CODES[op.kind], op.who, op.count, op.address)
             args = [content_id, now_ms, self.applause_cap, self.ttl, EVENT_LOG_MAX_LEN,
-                    msgpack.packb(flat), self.view_dedup_ms, k.view_seen_prefix(content_id)]
+                    msgpack.packb(flat), self.view_dedup_ms, k.view_seen_prefix(content_id),
+                    self._limits_arg]
             calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
                                     k.like_seq, k.events], args))
         replies = await self.scripts.run_many(calls)
@@ -111,8 +123,10 @@ class RedisCounterCache(RedisStore):
                 continue
             results = []
             for i, (op, n) in enumerate(steps):
-                v, l, a, extra = reply[3 + 4 * i: 7 + 4 * i]
-                if op.kind == "applause":
+                v, l, a, extra, refused = reply[3 + 5 * i: 8 + 5 * i]
+                if refused:
+                    results.extend([self._refusal(op, refused)] * n)
+                elif op.kind == "applause":
                     results.append(OpResult(v, l, a, mine=extra))
                 elif op.kind in ("like", "unlike"):
                     results.append(OpResult(v, l, a, liked=bool(extra)))
@@ -122,6 +136,16 @@ class RedisCounterCache(RedisStore):
                                    for views in range(v - n + 1, v + 1))
             out.append(ApplyOutcome(tuple(results), reply[1], reply[2]))
         return out
+
+    def _refusal(self, op: Op, refused: int) -> ClientError:
+        """The error a refused op answers with (see apply.lua's ``refused``)."""
+        if refused < 0:
+            return Forbidden(f"{op.who} is banned from interacting", code="banned")
+        wait = refused / 1000
+        rate = self.limits.view if op.kind == "view" else self.limits.like  # type: ignore[union-attr]
+        noun = "view" if op.kind == "view" else "interaction"
+        return TooManyRequests(f"too many: at most {rate.describe(noun)}; retry in {wait:.1f} s",
+                               retry_after=wait)
 
     async def _aio_publish_counts(self, content_ids):
         k = self.keys

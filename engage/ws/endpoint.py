@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from engage.auth import verify_token
-from engage.errors import Unauthorized
+from engage.domain.address import client_address
+from engage.domain.ratelimit import Limit
+from engage.errors import TooManyRequests, Unauthorized
 from engage.wire import MSGPACK_SUBPROTOCOL
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,16 @@ async def handle_websocket(system: Any, conn: Any) -> None:
         except Unauthorized as exc:
             await conn.reject(401, _problem(401, "Unauthorized", exc.detail, exc.code))
             return
+    address = client_address(conn.peer_address, conn.headers.get("x-forwarded-for"),
+                             settings.proxies)
+    if system.limits is not None:
+        try:
+            await system.limiter.enforce(
+                [Limit(f"connect:ip:{address}", system.limits.connect)], "connection attempt")
+        except TooManyRequests as exc:
+            await conn.reject(429, _problem(429, "Too many requests", exc.detail, exc.code),
+                              headers=(("Retry-After", str(max(1, math.ceil(exc.retry_after)))),))
+            return
     wire = "msgpack" if MSGPACK_SUBPROTOCOL in conn.subprotocols else "json"
     await conn.accept(MSGPACK_SUBPROTOCOL if wire == "msgpack" else None)
-    await system.connections.serve(conn, wire=wire, identity=identity)
+    await system.connections.serve(conn, wire=wire, identity=identity, address=address)

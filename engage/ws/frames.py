@@ -44,6 +44,8 @@ SLOW_CONSUMER_CLOSE = 4008
 SERVICE_RESTART = 1012
 #: Nothing (not even a pong) arrived for ``ws_idle_timeout`` seconds.
 HEARTBEAT_TIMEOUT = 4009
+#: The connection's token expired and no fresh one came within ``ws_auth_grace``.
+TOKEN_EXPIRED_CLOSE = 4401
 
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")

@@ -115,6 +115,14 @@ class WebSocketConnection(FrameWriter):
         return dict(parse_qsl(self._target.partition("?")[2], keep_blank_values=True))
 
     @property
+    def peer_address(self) -> str | None:
+        """The TCP peer's IP address, or None if the socket no longer knows it."""
+        try:
+            return self._raw.getpeername()[0]
+        except (OSError, IndexError, TypeError):
+            return None
+
+    @property
     def origin(self) -> str | None:
         """The ``Origin`` header, if the client sent one."""
         return self.headers.get("origin")

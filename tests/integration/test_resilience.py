@@ -77,13 +77,14 @@ async def test_counts_are_coalesced(server, token, settings):
     with trio.fail_after(30):
         url = server.replace("http://", "ws://") + "/v1/ws"
         async with open_websocket_url(url) as watcher, \
-                open_websocket_url(f"{url}?token={token('clicker')}") as clicker:
+                open_websocket_url(url) as clicker:
             await watcher.send_message(json.dumps({"op": "subscribe", "content": "hot"}))
             while json.loads(await watcher.get_message())["type"] != "subscribed":
                 pass
             start = trio.current_time()
-            for i in range(400):  # a burst of 400 clicks
-                await clicker.send_message(json.dumps({"op": "view", "content": "hot"}))
+            for i in range(400):  # a burst of 400 clicks by 400 viewers (not de-duplicated)
+                await clicker.send_message(json.dumps({"op": "view", "content": "hot",
+                                                       "viewer": f"v{i}"}))
             for _ in range(400):
                 await clicker.get_message()
             elapsed = trio.current_time() - start

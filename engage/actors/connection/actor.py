@@ -1,8 +1,9 @@
 """The connection actor: one per WebSocket.
 
 It owns the socket's inbound side, its subscriptions and its identity. Each
-client op becomes a message to the actor that owns the data (a content actor,
-the router); the reply goes back as an ``ack`` or ``error`` frame carrying the
+client op is decoded against its schema (:mod:`engage.schemas.ws`) and
+becomes a message to the actor that owns the data (a content actor, the
+router); the reply goes back as an ``ack`` or ``error`` frame carrying the
 client's ``ref``.
 
 Its mailbox is the socket: inbound frames are its messages, handled one at a
@@ -17,26 +18,29 @@ not sent by this actor: the router writes them straight to the transport's hot p
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
 from functools import partial
 from typing import Any
 
 import trio
 
-from engage.actors.content.directory import ContentDirectory
+from engage.actors.connection.context import ConnectionContext, Target, describe
 from engage.actors.content.messages import GetCounts, Interact, PostComment
-from engage.actors.ref import ActorRef, Callback
+from engage.actors.ref import Callback
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe
 from engage.auth import Identity, verify_token
 from engage.domain import OpResult, make_op, validate_content_id
 from engage.domain.comments import parse_comment_id, validate_body
 from engage.domain.content import feed_subject
 from engage.domain.notifications import user_subject
-from engage.errors import (ActorError, ClientError, StoreError, Unauthorized, ValidationError,
-                           WebSocketClosed)
-from engage.store.history import RedisHistory
-from engage.wire import Wire, decode, encode
-from engage.ws.frames import GOING_AWAY, NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE
+from engage.domain.ratelimit import LocalLimiter
+from engage.errors import (ActorError, ClientError, StoreError, TooManyRequests, Unauthorized,
+                           ValidationError, WebSocketClosed)
+from engage.schemas import ws as ops
+from engage.schemas.base import loose
+from engage.wire import Wire, encode
+from engage.ws.frames import (GOING_AWAY, NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE,
+                              TOKEN_EXPIRED_CLOSE)
 
 log = logging.getLogger(__name__)
 
@@ -44,70 +48,12 @@ log = logging.getLogger(__name__)
 OP_TIMEOUT = 10.0
 #: Seconds the closing handshake may take.
 CLOSE_TIMEOUT = 2.0
-#: Longest ``ref`` echoed back.
-MAX_REF = 64
-
 #: Interactions one connection may have in flight; beyond it the read loop
 #: waits, and further frames stay in the socket (backpressure, bounded memory).
 MAX_IN_FLIGHT = 32
 
-_INTERACTIONS = {"view": "view", "like": "like", "unlike": "unlike", "applaud": "applause"}
-
-
-def _describe(exc: BaseException) -> tuple[str, str]:
-    """The ``code`` and ``message`` of the error frame for ``exc``."""
-    if isinstance(exc, ClientError):
-        return exc.code, exc.detail
-    if isinstance(exc, (StoreError, ActorError)):
-        return "unavailable", "a backing service is busy or down; retry"
-    return "internal", "the server failed to handle this op; it has been logged"
-
-
-def _parse_since(frame: dict) -> dict | None:
-    """The ``since`` of a subscribe frame, checked.
-
-    Raises:
-        ValidationError: not ``{"offset": <int >= 0>, "epoch": <string>}``.
-    """
-    since = frame.get("since")
-    if since is not None and not (
-            isinstance(since, dict) and type(since.get("offset")) is int
-            and since["offset"] >= 0 and isinstance(since.get("epoch"), str)):
-        raise ValidationError('since must be {"offset": <int >= 0>, "epoch": <string>}',
-                              code="invalid_since")
-    return since
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A subscribable subject and how its frames name it.
-
-    Attributes:
-        subject: the router/history subject (``content:<id>``, ``feed:...``, ``user:<id>``).
-        key, value: the field naming it in frames (``"content": "<id>"``, ...).
-        data_field: the field carrying each history event's payload.
-        in_events: whether event frames repeat ``key`` (notifications do not).
-    """
-
-    subject: str
-    key: str
-    value: Any
-    data_field: str
-    in_events: bool = True
-
-
-@dataclass(frozen=True)
-class ConnectionContext:
-    """What every connection actor needs, shared by all of them."""
-
-    content: ContentDirectory
-    router: ActorRef
-    history: RedisHistory
-    jwt_secret: str
-    applause_cap: int
-    comment_max_chars: int
-    max_subscriptions: int
-    history_size: int
+_INTERACTIONS = {ops.View: "view", ops.Like: "like", ops.Unlike: "unlike",
+                 ops.Applaud: "applause"}
 
 
 class ConnectionActor:
@@ -121,8 +67,9 @@ class ConnectionActor:
     """
 
     def __init__(self, ws: Any, *, wire: Wire, identity: Identity | None,
-                 context: ConnectionContext) -> None:
+                 context: ConnectionContext, address: str = "unknown") -> None:
         self.ws = ws
+        self.address = address
         self.wire = wire
         self.identity = identity
         self.context = context
@@ -131,6 +78,8 @@ class ConnectionActor:
         self._close = (NORMAL_CLOSURE, "")
         self._in_flight = 0
         self._room: trio.Event | None = None
+        self._expiry_told = False
+        self._frames = LocalLimiter(context.frame_rate) if context.frame_rate else None
 
     # -- the router's hot path -------------------------------------------------------
 
@@ -139,6 +88,27 @@ class ConnectionActor:
 
     def overflow(self) -> None:
         self.stop(SLOW_CONSUMER_CLOSE, "slow consumer: outbox overflowed")
+
+    def check_token(self, now: float) -> None:
+        """Called by the directory about once a second with the wall-clock time.
+
+        Once the token has expired the client hears so (an ``error`` frame
+        with code ``token_expired``) and has ``auth_grace`` seconds to send
+        ``{"op": "auth"}`` with a fresh one; its writes are refused meanwhile.
+        After that the socket is closed with ``TOKEN_EXPIRED_CLOSE``.
+        """
+        identity = self.identity
+        if identity is None or identity.expires_at is None or now < identity.expires_at:
+            return
+        grace = self.context.auth_grace
+        if now >= identity.expires_at + grace:
+            self.stop(TOKEN_EXPIRED_CLOSE, "token expired; reconnect with a fresh one")
+        elif not self._expiry_told:
+            self._expiry_told = True
+            self._send({"type": "error", "ref": None, "code": "token_expired",
+                        "message": f'the token has expired: send {{"op": "auth", "token": ...}} '
+                                   f'with a fresh one within {grace:g} s or the connection '
+                                   f'closes with {TOKEN_EXPIRED_CLOSE}'})
 
     def stop(self, code: int, reason: str) -> None:
         """Close soon with ``code``; safe to call from any task, any number of times."""
@@ -171,30 +141,28 @@ class ConnectionActor:
         await self.ws.close(code, reason)
 
     async def _read_loop(self) -> None:
+        msgpack = self.wire == "msgpack"
         while True:
             try:
                 data = await self.ws.receive()
             except WebSocketClosed as closed:
                 self._close = (closed.code or NORMAL_CLOSURE, closed.reason or "")
                 return
+            op = None
             try:
-                frame = decode(data, self.wire)
-            except ValueError as exc:
-                self._error(None, ValidationError(f"could not parse the frame: {exc}",
-                                                  code="malformed"))
-                continue
-            ref = frame.get("ref") if isinstance(frame, dict) else None
-            if ref is not None and not (isinstance(ref, (str, int)) and len(str(ref)) <= MAX_REF):
-                self._error(None, ValidationError(f"ref must be a string or integer of at "
-                                                  f"most {MAX_REF} characters", code="invalid_ref"))
-                continue
-            try:
-                result = await self._dispatch(frame)
+                if self._frames is not None:
+                    retry_after = self._frames.check()
+                    if retry_after:
+                        raise TooManyRequests(
+                            f"too many frames on this connection; retry in {retry_after:.2f} s",
+                            retry_after=retry_after)
+                op = ops.decode_op(data, msgpack)
+                result = await self._dispatch(op)
             except (ClientError, StoreError, ActorError) as exc:
-                self._error(ref, exc)
+                self._error(op.ref if op is not None else _loose_ref(data, msgpack), exc)
             else:
                 if result is not None:
-                    self._send({"type": "ack", "ref": ref, "result": result})
+                    self._send({"type": "ack", "ref": op.ref, "result": result})
 
     def _send(self, frame: dict) -> None:
         # The same non-blocking path as the router's, in order with it: a
@@ -203,41 +171,52 @@ class ConnectionActor:
             self.overflow()
 
     def _error(self, ref: Any, exc: BaseException) -> None:
-        code, message = _describe(exc)
-        self._send({"type": "error", "ref": ref, "code": code, "message": message})
+        code, message, extra = describe(exc)
+        self._send({"type": "error", "ref": ref, "code": code, "message": message, **extra})
 
     # -- ops ---------------------------------------------------------------------------------
 
-    async def _dispatch(self, frame: Any) -> dict | None:
-        if not isinstance(frame, dict) or not isinstance(frame.get("op"), str):
-            raise ValidationError('every frame is an object with an "op"', code="invalid_frame")
-        op = frame["op"]
-        if op == "ping":
-            self._send({"type": "pong", "ref": frame.get("ref")})
+    async def _dispatch(self, op: ops.AnyOp) -> dict | None:
+        kind = _INTERACTIONS.get(type(op))
+        if kind is not None:
+            await self._interact(kind, op)
             return None
-        if op == "auth":
-            token = frame.get("token")
-            if not isinstance(token, str):
-                raise ValidationError("auth needs a token string", code="invalid_token")
-            self.identity = verify_token(token, self.context.jwt_secret)
-            await self._leave_other_users()
-            return {"user": self.identity.user}
-        if op == "subscribe":
-            await self._subscribe(frame)
+        if isinstance(op, ops.Subscribe):
+            await self._subscribe(op)
             return None
-        if op == "unsubscribe":
-            return await self._unsubscribe(frame)
-        if op in _INTERACTIONS:
-            await self._interact(_INTERACTIONS[op], frame)
+        if isinstance(op, ops.Unsubscribe):
+            return await self._unsubscribe(op)
+        if isinstance(op, ops.Comment):
+            return await self._comment(op)
+        if isinstance(op, ops.Ping):
+            self._send({"type": "pong", "ref": op.ref})
             return None
-        if op == "comment":
-            return await self._comment(frame)
-        raise ValidationError(f"unknown op {op!r}", code="unknown_op")
+        assert isinstance(op, ops.Auth)
+        self.identity = verify_token(op.token, self.context.settings)
+        self._expiry_told = False
+        await self._leave_other_users()
+        return {"user": self.identity.user}
 
     def _user(self) -> str | None:
+        """Who is signed in (for reads; see :meth:`_writer`)."""
         return self.identity.user if self.identity else None
 
-    async def _interact(self, kind: str, frame: dict) -> None:
+    def _writer(self) -> str | None:
+        """Who is signed in, for a write: an expired token writes nothing.
+
+        Raises:
+            Unauthorized: the token has expired (code ``token_expired``).
+        """
+        identity = self.identity
+        if identity is None:
+            return None
+        if identity.expires_at is not None and time.time() >= identity.expires_at:
+            raise Unauthorized('the token has expired: send {"op": "auth"} with a fresh one',
+                               code="token_expired")
+        return identity.user
+
+    async def _interact(self, kind: str, op: ops.View | ops.Like | ops.Unlike | ops.Applaud
+                        ) -> None:
         """Hand the op to its content actor and go on reading: the ack (or
         error) is written by the content actor's task when Redis has the op.
 
@@ -245,19 +224,20 @@ class ConnectionActor:
         without a task switch per reply; ``MAX_IN_FLIGHT`` bounds it, and the
         content actors' bounded mailboxes push back on the read loop.
         """
-        content_id = validate_content_id(frame.get("content"))
-        count = frame.get("count") if kind == "applause" else None
-        op = make_op(kind, user=self._user(), viewer=frame.get("viewer") if kind == "view" else None,
-                     count=count, cap=self.context.applause_cap)
+        content_id = validate_content_id(op.content)
+        interaction = make_op(kind, user=self._writer(),
+                              viewer=op.viewer if isinstance(op, ops.View) else None,
+                              count=op.count if isinstance(op, ops.Applaud) else None,
+                              cap=self.context.applause_cap, address=self.address)
         while self._in_flight >= MAX_IN_FLIGHT:
             self._room = trio.Event()
             await self._room.wait()
-        ref = frame.get("ref")
         self._in_flight += 1
         try:
             await self.context.content.request(
-                content_id, Interact((op,)),
-                Callback(partial(self._acked, ref, content_id, kind), partial(self._refused, ref)))
+                content_id, Interact((interaction,)),
+                Callback(partial(self._acked, op.ref, content_id, kind),
+                         partial(self._refused, op.ref)))
         except BaseException:
             self._landed()  # never delivered: no callback will come
             raise
@@ -269,8 +249,11 @@ class ConnectionActor:
             self._room = None
 
     def _acked(self, ref: Any, content_id: str, kind: str, results: list[OpResult]) -> None:
-        """Runs in the content actor's task: the op is in Redis."""
+        """Runs in the content actor's task: the op is in Redis (or refused)."""
         self._landed()
+        if isinstance(results[0], ClientError):  # a rate limit or a ban
+            self._error(ref, results[0])
+            return
         self._send({"type": "ack", "ref": ref,
                     "result": {"content": content_id, **results[0].public(kind)}})
 
@@ -279,14 +262,17 @@ class ConnectionActor:
         self._landed()
         self._error(ref, exc)
 
-    async def _comment(self, frame: dict) -> dict:
-        content_id = validate_content_id(frame.get("content"))
-        user = self._user()
+    async def _comment(self, op: ops.Comment) -> dict:
+        content_id = validate_content_id(op.content)
+        user = self._writer()
         if user is None:
-            raise Unauthorized("sign in to comment (send {\"op\": \"auth\"} first)")
-        body = validate_body(frame.get("body"), self.context.comment_max_chars)
-        parent = frame.get("parent")
-        parent_id = None if parent is None else parse_comment_id(parent)
+            raise Unauthorized('sign in to comment (send {"op": "auth"} first)')
+        body = validate_body(op.body, self.context.comment_max_chars)
+        parent_id = None if op.parent is None else parse_comment_id(op.parent)
+        limits = self.context.limits
+        if limits is not None and self.context.limiter is not None:
+            await self.context.limiter.enforce(limits.comment_limits(user, self.address),
+                                               "comment")
         comment = await self.context.content.ask(
             content_id, PostComment(user, body, parent_id), OP_TIMEOUT)
         return {"content": content_id, "comment": comment.public()}
@@ -300,31 +286,33 @@ class ConnectionActor:
 
     # -- subscriptions -------------------------------------------------------------------
 
-    def _target(self, frame: dict) -> _Target:
-        """Which subject a subscribe/unsubscribe frame names."""
-        if "notifications" in frame:
+    def _target(self, op: ops.Subscribe | ops.Unsubscribe) -> Target:
+        """Which subject a subscribe/unsubscribe op names (exactly one of them)."""
+        named = [n for n in (op.content, op.feed, op.notifications) if n is not None]
+        if len(named) != 1:
+            raise ValidationError('name exactly one of "content", "feed" or "notifications"',
+                                  code="invalid_frame")
+        if op.notifications is not None:
             user = self._user()
             if user is None:
                 raise Unauthorized('sign in to get notifications (send {"op": "auth"} first)')
-            if frame["notifications"] is not True:
+            if op.notifications is not True:
                 raise ValidationError("notifications must be true", code="invalid_frame")
-            return _Target(user_subject(user), "notifications", True, "notification",
-                           in_events=False)
-        if "feed" in frame:
-            feed = frame["feed"]
-            return _Target(feed_subject(feed), "feed", feed, "content")
-        content_id = validate_content_id(frame.get("content"))
-        return _Target(f"content:{content_id}", "content", content_id, "comment")
+            return Target(user_subject(user), "notifications", True, "notification",
+                          in_events=False)
+        if op.feed is not None:
+            return Target(feed_subject(op.feed), "feed", op.feed, "content")
+        content_id = validate_content_id(op.content)
+        return Target(f"content:{content_id}", "content", content_id, "comment")
 
-    async def _subscribe(self, frame: dict) -> None:
+    async def _subscribe(self, op: ops.Subscribe) -> None:
         """Subscribe to a content item, a feed or the user's notifications.
 
         The router subscription comes first (live events are buffered for us),
         then the current state and the history: nothing can fall between them.
         Then ``subscribed``, the missed events (if recovered), and ``Ready``.
         """
-        target = self._target(frame)
-        since = _parse_since(frame)
+        target = self._target(op)
         if target.subject not in self.subscriptions and \
                 len(self.subscriptions) >= self.context.max_subscriptions:
             raise ValidationError(
@@ -340,30 +328,38 @@ class ConnectionActor:
             await self.context.router.tell(Seed(target.subject, dict(state)))
             state["watching"] = watching
         recovery = None
-        if since is None:
+        if op.since is None:
             offset, epoch = await self.context.history.position(target.subject)
         else:
             recovery = await self.context.history.recover(
-                target.subject, since["offset"], since["epoch"], self.context.history_size)
+                target.subject, op.since.offset, op.since.epoch, self.context.history_size)
             offset, epoch = recovery.offset, recovery.epoch
         recovered = bool(recovery and recovery.recovered)
-        self._send({"type": "subscribed", "ref": frame.get("ref"),
-                          target.key: target.value, **state, "offset": offset,
-                          "epoch": epoch, "recovered": recovered})
+        self._send({"type": "subscribed", "ref": op.ref, target.key: target.value, **state,
+                    "offset": offset, "epoch": epoch, "recovered": recovered})
         if recovery is not None and recovered:
             named = {target.key: target.value} if target.in_events else {}
             for event in recovery.events:
                 self._send({"type": event.type, **named, "offset": event.offset,
-                                  "epoch": epoch, target.data_field: event.data})
+                            "epoch": epoch, target.data_field: event.data})
         await self.context.router.tell(Ready(target.subject, self, offset))
 
-    async def _unsubscribe(self, frame: dict) -> dict:
-        if "notifications" in frame and self._user() is None:
+    async def _unsubscribe(self, op: ops.Unsubscribe) -> dict:
+        if op.notifications is not None and self._user() is None:
             return {"notifications": False}
-        target = self._target(frame)
+        target = self._target(op)
         if target.subject in self.subscriptions:
             self.subscriptions.discard(target.subject)
             await self.context.router.tell(Unsubscribe(target.subject, self))
         if target.key == "notifications":
             return {"notifications": False}
         return {target.key: target.value, "subscribed": False}
+
+
+def _loose_ref(data: str | bytes, msgpack: bool) -> Any:
+    """The ``ref`` of a frame that failed its schema, if it had a usable one."""
+    frame = loose(data, msgpack)
+    ref = frame.get("ref") if isinstance(frame, dict) else None
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)) or len(str(ref)) > ops.MAX_REF:
+        return None
+    return ref

@@ -4,18 +4,28 @@
 --       4 HyperLogLog of viewers, 5 pending hash, 6 pending-since string,
 --       7 like sequence counter, 8 event log stream
 -- ARGV: 1 content id, 2 now (ms), 3 applause cap, 4 ttl (s), 5 event log max length,
---       6 the ops: msgpack of a flat array of triples kind (v|l|u|a), who, count
---       (one argument rather than three per op: packing arguments is what
---       costs the client most),
+--       6 the ops: msgpack of a flat array of quadruples kind (v|l|u|a), who,
+--       count, address (one argument rather than four per op: packing
+--       arguments is what costs the client most),
 --       7 view de-duplication window (ms, 0: off), 8 the prefix of its keys
---       (one key per item and viewer: "<prefix><who>")
+--       (one key per item and viewer: "<prefix><who>"),
+--       9 the limits: "" (none) or msgpack of {rate-limit key prefix, ban key
+--       prefix, like interval ms, like tolerance ms, view interval, view
+--       tolerance, per-address interval, per-address tolerance}
 -- A view by a known user or viewer id counts in "views" once per window; it
 -- always feeds the HyperLogLog of unique viewers.
+-- Likes and applause by a banned user ("<ban prefix><user>" exists) are
+-- refused. With limits, each op spends one unit (n for n folded views) of its
+-- user's like or view limit (an anonymous one's address instead) and of its
+-- address's limit, all or nothing (GCRA, _gcra.lua); a refused op changes
+-- nothing.
 -- Appends "applause" events (who clapped, how much) and "milestone" events
 -- (likes or applause passing 10, 100, 1000 ...) to the event log.
 -- Returns {0} when the counts hash is missing (the caller reloads it from
 -- Postgres and retries), else {1, unique_viewers, comments, then per op: views,
--- likes, applause, extra} where extra is the like state (0/1) or the user's applause.
+-- likes, applause, extra, refused} where extra is the like state (0/1) or the
+-- user's applause, and refused is 0 (applied), -1 (banned) or the ms to wait.
+--#include gcra
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0}
 end
@@ -25,6 +35,48 @@ local cap = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local dedup_ms = tonumber(ARGV[7])
 local dedup_prefix = ARGV[8]
+local limits = nil
+local now_ms = nil
+if ARGV[9] ~= '' then
+  limits = cmsgpack.unpack(ARGV[9])
+  now_ms = gcra_now_ms()
+end
+local anon_prefix = 'anon' .. sep
+
+-- 0 if the op may go ahead, -1 if its user is banned, else ms to wait.
+local function refusal(kind, who, n, address)
+  if not limits then
+    return 0
+  end
+  local signed_in = who ~= '' and string.sub(who, 1, #anon_prefix) ~= anon_prefix
+  if kind ~= 'v' and redis.call('EXISTS', limits[2] .. who) == 1 then
+    return -1
+  end
+  local checks = {}
+  local interval, tolerance, action = limits[3], limits[4], 'like:'
+  if kind == 'v' then
+    interval, tolerance, action = limits[5], limits[6], 'view:'
+  end
+  if signed_in then
+    checks[#checks + 1] = {limits[1] .. action .. 'u:' .. who, interval, tolerance, n}
+  elseif address ~= '' then
+    checks[#checks + 1] = {limits[1] .. action .. 'ip:' .. address, interval, tolerance, n}
+  end
+  if address ~= '' then
+    checks[#checks + 1] = {limits[1] .. 'ip:' .. address, limits[7], limits[8], n}
+  end
+  if #checks == 0 then
+    return 0
+  end
+  local ok, retry_ms = gcra_all(checks, now_ms)
+  if ok == 1 then
+    return 0
+  end
+  if retry_ms < 0 then  -- more at once than the burst: wait one interval per unit
+    return math.ceil(n * interval)
+  end
+  return math.max(1, math.ceil(retry_ms))
+end
 local cur = redis.call('HMGET', KEYS[1], 'views', 'likes', 'applause')
 local views, likes, applause = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
 local dv, dl, da, events = 0, 0, 0, 0
@@ -49,9 +101,13 @@ local function milestone(before, after)
   return m
 end
 local ops = cmsgpack.unpack(ARGV[6])
-for i = 1, #ops, 3 do
+for i = 1, #ops, 4 do
   local kind, who, n = ops[i], ops[i + 1], tonumber(ops[i + 2])
   local extra = 0
+  local refused = refusal(kind, who, n, ops[i + 3])
+  if refused ~= 0 then
+    kind = 'x'  -- refused: changes nothing
+  end
   -- Anonymous views arrive folded (count > 1); every view is one event.
   events = events + ((kind == 'v') and n or 1)
   if kind == 'v' then
@@ -91,6 +147,8 @@ for i = 1, #ops, 3 do
                              total = applause})
     end
     extra = mine
+  elseif kind == 'x' then
+    events = events - 1  -- counted above as one event; a refused op is none
   else
     return redis.error_reply('unknown op kind ' .. tostring(kind))
   end
@@ -98,6 +156,7 @@ for i = 1, #ops, 3 do
   out[#out + 1] = likes
   out[#out + 1] = applause
   out[#out + 1] = extra
+  out[#out + 1] = refused
 end
 if dv ~= 0 then
   redis.call('HINCRBY', KEYS[1], 'views', dv)

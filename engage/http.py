@@ -21,6 +21,7 @@ from engage.auth import issue_token
 from engage.domain.ingest import parse_events
 from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_id, validate_body,
                                     validate_page)
+from engage.domain.moderation import has_moderator_role
 from engage.errors import (ActorError, ClientError, NotFound, StoreError, TooManyChildren,
                            Unauthorized, Unavailable, ValidationError)
 from engage.system import System
@@ -170,7 +171,8 @@ def create_app(system: System) -> QuartTrio:
         parent_id = None if parent is None else parse_comment_id(parent)
         comment = await system.content.ask(content_id, PostComment(user, text, parent_id),
                                            REQUEST_TIMEOUT)
-        return ok(comment.public(), 201)
+        # 202: stored, but held for a moderator (engage/domain/moderation.py).
+        return ok(comment.public(), 202 if comment.status == "held" else 201)
 
     @app.get("/v1/content/<content_id>/comments")
     async def list_comments(content_id: str):
@@ -200,13 +202,15 @@ def create_app(system: System) -> QuartTrio:
         cid, content_id = await comment_owner(comment_id)
         comment = await system.content.ask(content_id, EditComment(cid, user, text),
                                            REQUEST_TIMEOUT)
-        return ok(comment.public())
+        return ok(comment.public(), 202 if comment.status == "held" else 200)
 
     @app.delete("/v1/comments/<comment_id>")
     async def delete_comment(comment_id: str):
         user = signed_in()
+        moderator = has_moderator_role(web.require_user(settings).roles)
         cid, content_id = await comment_owner(comment_id)
-        await system.content.ask(content_id, DeleteComment(cid, user), REQUEST_TIMEOUT)
+        await system.content.ask(content_id, DeleteComment(cid, user, moderator),
+                                 REQUEST_TIMEOUT)
         return Response("", status=204)
 
     # -- browser client and demo -------------------------------------------------------

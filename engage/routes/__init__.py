@@ -3,6 +3,6 @@
 Each module has ``register(app, system)``; ``create_app`` calls them in order.
 """
 
-from engage.routes import notifications, publishing
+from engage.routes import moderation, notifications, publishing
 
-MODULES: list = [publishing.register, notifications.register]
+MODULES: list = [publishing.register, notifications.register, moderation.register]

@@ -124,8 +124,9 @@ class PostgresCounters(PostgresStore):
                 "SELECT user_id FROM content_likes WHERE content_id = $1 AND liked", content_id)
             claps = await conn.fetch(
                 "SELECT user_id, total FROM content_applause WHERE content_id = $1", content_id)
-            comments = await conn.fetchval(
-                "SELECT count(*) FROM comments WHERE content_id = $1 AND deleted_at IS NULL",
+            comments = await conn.fetchval(  # visible ones only (see 0007_moderation.sql)
+                "SELECT count(*) FROM comments "
+                "WHERE content_id = $1 AND deleted_at IS NULL AND status = 'visible'",
                 content_id)
         likers_ = tuple(r[0] for r in likers)
         claps_ = tuple((r[0], r[1]) for r in claps)

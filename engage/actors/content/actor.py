@@ -8,7 +8,10 @@ hear of new counts at most once per ``counts_interval``, however hot it is.
 
 Comments are durable before they are visible: Postgres first, then the item's
 history of recent events in Redis (which is its buffer of recent comments,
-shared by every process), then pub/sub, in one atomic script.
+shared by every process), then pub/sub, in one atomic script. A comment the
+moderation screen holds (engage/domain/moderation.py) is stored but published
+only once a moderator approves it; every moderation change of a comment's
+visibility is a message to this actor, so it is ordered with new comments.
 
 Several processes may each run an actor for the same item; Redis is where they
 meet, and every change there is an atomic script, so they stay exact.
@@ -24,15 +27,20 @@ from typing import Callable
 import trio
 
 from engage import metrics
-from engage.actors.content.messages import (DeleteComment, EditComment, GetCounts, Interact,
-                                            PostComment)
+from engage.actors.content.messages import (MODERATION_ACTIONS, ApproveComment, DeleteComment,
+                                            DeleteUserComments, EditComment, GetCounts,
+                                            HideComment, Interact, PostComment, RejectComment,
+                                            RestoreComment)
 from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCounts
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.domain import Counts, Op
-from engage.domain.comments import Comment, check_can_change
-from engage.errors import ActorError, ClientError, NotFound, StoreError
+from engage.domain.comments import Comment, check_can_change, check_can_delete
+from engage.domain.moderation import (DELETED, HELD, VISIBLE, Verdict, check_not_banned,
+                                      check_not_blocked, live_effect, screen, transition)
+from engage.errors import ActorError, ClientError, Conflict, NotFound, StoreError
 from engage.store.comments import CommentStore
 from engage.store.history import RedisHistory
+from engage.store.moderation import PostgresModeration
 from engage.store.protocols import ApplyOutcome, CounterDatabase
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,9 @@ CONTENT_MAX_BATCH = 512
 MIRROR_TIMEOUT = 10.0
 #: Reload-and-retry attempts when Redis turns out to have lost the item.
 LOAD_ATTEMPTS = 3
+#: Messages about comments, each handled on its own in arrival order.
+COMMENT_MESSAGES = (PostComment, EditComment, DeleteComment, ApproveComment, RejectComment,
+                    HideComment, RestoreComment, DeleteUserComments)
 
 
 class ContentActor:
@@ -62,12 +73,16 @@ class ContentActor:
         passivate: called (synchronously) to release this id from the registry.
         after: an earlier incarnation's ``finished`` event to wait for, so
             messages it drained while passivating are applied first.
+        moderation: bans, trusted commenters and the screening policy;
+            by default the comment store's (``comments.moderation``), and
+            none (no screening, no bans) if it has none.
     """
 
     def __init__(self, content_id: str, mailbox: Mailbox, *, mirror: ActorRef,
                  database: CounterDatabase, comments: CommentStore, history: RedisHistory,
                  idle_timeout: float, counts_interval: float, edit_window: float,
-                 passivate: Callable[[str], None], after: trio.Event | None = None) -> None:
+                 passivate: Callable[[str], None], after: trio.Event | None = None,
+                 moderation: PostgresModeration | None = None) -> None:
         self.content_id = content_id
         self.subject = f"content:{content_id}"
         self.mailbox = mailbox
@@ -81,6 +96,8 @@ class ContentActor:
         self.edit_window = edit_window
         self._passivate = passivate
         self._after = after
+        self.moderation = (moderation if moderation is not None
+                           else getattr(comments, "moderation", None))
         self._counts_dirty = False
         self._next_publish = 0.0
         self.finished = trio.Event()
@@ -140,7 +157,7 @@ class ContentActor:
                 continue
             if isinstance(message, GetCounts):
                 await self._guard([envelope], self._reply(envelope, self._counts()))
-            elif isinstance(message, (PostComment, EditComment, DeleteComment)):
+            elif isinstance(message, COMMENT_MESSAGES):
                 await self._guard([envelope], self._reply(envelope, self._comment(message)))
             else:
                 log.error("content %s: unexpected message %r", self.content_id, message)
@@ -205,34 +222,127 @@ class ContentActor:
         log.debug("content %s: loaded from postgres (installed=%s)", self.content_id, installed)
 
     # -- comments -------------------------------------------------------------------
+    #
+    # Every change to a comment's visibility happens here, in the item's order:
+    # a comment that becomes visible is published as "comment" (counted, and
+    # announced to notifications and webhooks when it is new or approved); one
+    # that stops being visible is published as "comment_deleted" (uncounted,
+    # and "comment.deleted" cancels any reply notification still in flight).
+    # Held, hidden and rejected comments are never published.
 
-    async def _comment(self, message) -> Comment:
+    async def _comment(self, message) -> Comment | int:
         if isinstance(message, PostComment):
-            comment = await self.comments.create(self.content_id, message.author, message.body,
-                                                 message.parent)
-            event, delta = "comment", 1
-            parent = await self.comments.get(comment.parent) if comment.parent else None
-            log = ("comment.created", {"content": self.content_id, "comment": comment.public(),
-                                       "parent_author": parent.author if parent else None})
-        else:
-            current = await self.comments.get(message.comment_id)
-            if current is None or current.deleted or current.content_id != self.content_id:
-                raise NotFound(f"comment {message.comment_id} does not exist",
-                               code="comment_not_found")
-            check_can_change(current, message.user, datetime.now(timezone.utc), self.edit_window)
-            if isinstance(message, EditComment):
-                comment = await self.comments.edit(message.comment_id, message.body)
-                event, delta = "comment_updated", 0
-                log = None
-            else:
-                comment = await self.comments.delete(message.comment_id)
-                event, delta = "comment_deleted", -1
-                log = ("comment.deleted", {"content": self.content_id,
-                                           "comment_id": str(comment.id)})
-        payload = comment.public()
-        if event == "comment_deleted":  # a deleted body is not spread any further
-            payload = {"id": payload["id"], "parent": payload["parent"]}
-        await self.history.publish(self.subject, event, payload, content_id=self.content_id,
-                                   comment_delta=delta, log=log)
-        self._counts_dirty = delta != 0 or self._counts_dirty
+            return await self._post(message)
+        if isinstance(message, EditComment):
+            return await self._edit(message)
+        if isinstance(message, DeleteComment):
+            return await self._delete(message)
+        if isinstance(message, DeleteUserComments):
+            return await self._delete_user(message)
+        return await self._moderate(message, MODERATION_ACTIONS[type(message)])
+
+    async def _post(self, message: PostComment) -> Comment:
+        verdict = await self._screen(message.author, message.body)
+        comment = await self.comments.create(self.content_id, message.author, message.body,
+                                             message.parent, verdict.status)
+        if comment.visible:
+            await self._appeared(comment, announce=True)
         return comment
+
+    async def _edit(self, message: EditComment) -> Comment:
+        current = await self._current(message.comment_id)
+        check_can_change(current, message.user, datetime.now(timezone.utc), self.edit_window)
+        transition(current.state, "edit")
+        verdict = await self._screen(message.user, message.body)
+        # A held comment stays held until a moderator decides, whatever its new text.
+        status = HELD if current.status == HELD or verdict.action == "hold" else VISIBLE
+        comment = await self.comments.edit(message.comment_id, message.body,
+                                           expected=current.status, status=status)
+        if comment is None:
+            raise Conflict(f"comment {message.comment_id} was moderated meanwhile; retry",
+                           code="invalid_transition")
+        if current.status == VISIBLE and comment.status == VISIBLE:
+            await self._publish("comment_updated", comment.public(), 0, None)
+        elif current.status == VISIBLE:
+            await self._disappeared(comment)
+        return comment
+
+    async def _delete(self, message: DeleteComment) -> Comment:
+        current = await self._current(message.comment_id)
+        check_can_delete(current, message.user, datetime.now(timezone.utc), self.edit_window,
+                         moderator=message.moderator)
+        comment = await self.comments.delete(message.comment_id)
+        if comment.status == VISIBLE:  # the status it had when deleted
+            await self._disappeared(comment)
+        return comment
+
+    async def _delete_user(self, message: DeleteUserComments) -> int:
+        deleted = await self.comments.delete_by_author(self.content_id, message.user)
+        for comment in deleted:
+            if comment.status == VISIBLE:
+                await self._disappeared(comment)
+        if deleted:
+            log.info("content %s: %s deleted %d comments of %s", self.content_id,
+                     message.moderator, len(deleted), message.user)
+        return len(deleted)
+
+    async def _moderate(self, message, action: str) -> Comment:
+        current = await self.comments.get(message.comment_id)
+        if current is None or current.content_id != self.content_id:
+            raise NotFound(f"comment {message.comment_id} does not exist",
+                           code="comment_not_found")
+        target = transition(current.state, action)
+        comment = await self.comments.set_status(message.comment_id, current.status, target,
+                                                 message.moderator, trust=action == "approve")
+        if comment is None:  # another process moderated it between our read and write
+            latest = await self.comments.get(message.comment_id)
+            transition(DELETED if latest is None else latest.state, action)
+            raise Conflict(f"comment {message.comment_id} was moderated meanwhile; retry",
+                           code="invalid_transition")
+        effect = live_effect(current.status, target)
+        if effect == "comment":
+            await self._appeared(comment, announce=action == "approve")
+        elif effect == "comment_deleted":
+            await self._disappeared(comment)
+        return comment
+
+    async def _current(self, comment_id: int) -> Comment:
+        current = await self.comments.get(comment_id)
+        if current is None or current.deleted or current.content_id != self.content_id:
+            raise NotFound(f"comment {comment_id} does not exist", code="comment_not_found")
+        return current
+
+    async def _screen(self, user: str, body: str) -> Verdict:
+        """Refuse banned users and blocked words; say whether to hold the comment."""
+        if self.moderation is None:
+            return Verdict("publish", "clean")
+        standing = await self.moderation.standing(user)
+        check_not_banned(standing, datetime.now(timezone.utc))
+        verdict = screen(self.moderation.policy, body, trusted=standing.trusted)
+        check_not_blocked(verdict)
+        return verdict
+
+    async def _appeared(self, comment: Comment, *, announce: bool) -> None:
+        """Publish a comment that has become visible; ``announce`` it as created."""
+        event_log = None
+        if announce:
+            parent = await self.comments.get(comment.parent) if comment.parent else None
+            event_log = ("comment.created", {
+                "content": self.content_id, "comment": comment.public(),
+                "parent_author": parent.author if parent else None})
+        await self._publish("comment", comment.public(), 1, event_log)
+
+    async def _disappeared(self, comment: Comment) -> None:
+        """Take a comment that was visible out of live views (its body is not
+        spread any further) and cancel notifications still owed for it."""
+        await self._publish("comment_deleted",
+                            {"id": str(comment.id),
+                             "parent": None if comment.parent is None else str(comment.parent)},
+                            -1, ("comment.deleted", {"content": self.content_id,
+                                                     "comment_id": str(comment.id)}))
+
+    async def _publish(self, event: str, payload: dict, delta: int,
+                       event_log: tuple[str, dict] | None) -> None:
+        await self.history.publish(self.subject, event, payload, content_id=self.content_id,
+                                   comment_delta=delta, log=event_log)
+        self._counts_dirty = delta != 0 or self._counts_dirty

@@ -7,6 +7,7 @@ content actor, and shapes the reply. Errors become problem+json responses.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,6 +25,7 @@ from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_
 from engage.domain.moderation import has_moderator_role
 from engage.errors import (ActorError, ClientError, NotFound, StoreError, TooManyChildren,
                            Unauthorized, Unavailable, ValidationError)
+from engage.schemas import ApplauseBody, EmptyBody, EventsBody, ViewBody
 from engage.system import System
 from engage.web import json_body, object_body, ok
 
@@ -50,9 +52,13 @@ def create_app(system: System) -> QuartTrio:
     async def interact(content_id: str, op: Op):
         validate_content_id(content_id)
         (result,) = await system.content.ask(content_id, Interact((op,)), REQUEST_TIMEOUT)
+        if isinstance(result, ClientError):  # refused by a rate limit or a ban
+            raise result
         return result
 
     # -- errors -------------------------------------------------------------------
+
+    app.before_request(web.refuse_non_json)
 
     @app.errorhandler(ClientError)
     async def _client_error(exc: ClientError):
@@ -93,42 +99,44 @@ def create_app(system: System) -> QuartTrio:
 
     @app.post("/v1/content/<content_id>/views")
     async def post_view(content_id: str):
-        body = object_body(await json_body(required=False), {"viewer"})
-        op = make_op("view", user=user_id(), viewer=body.get("viewer"), cap=cap)
+        body = await web.body(ViewBody, required=False)
+        op = make_op("view", user=user_id(), viewer=body.viewer if body else None, cap=cap,
+                     address=web.client_ip(settings))
         result = await interact(content_id, op)
         return ok(result.public("view"), 202)
 
     @app.put("/v1/content/<content_id>/like")
     async def put_like(content_id: str):
-        object_body(await json_body(required=False), set())
-        result = await interact(content_id, make_op("like", user=user_id(), cap=cap))
+        await web.body(EmptyBody, required=False)
+        result = await interact(content_id, make_op("like", user=user_id(), cap=cap,
+                                                    address=web.client_ip(settings)))
         return ok(result.public("like"))
 
     @app.delete("/v1/content/<content_id>/like")
     async def delete_like(content_id: str):
-        result = await interact(content_id, make_op("unlike", user=user_id(), cap=cap))
+        result = await interact(content_id, make_op("unlike", user=user_id(), cap=cap,
+                                                    address=web.client_ip(settings)))
         return ok(result.public("unlike"))
 
     @app.post("/v1/content/<content_id>/applause")
     async def post_applause(content_id: str):
-        body = object_body(await json_body(required=True), {"count"})
-        if "count" not in body:
-            raise ValidationError("count is required", code="invalid_count")
-        op = make_op("applause", user=user_id(), count=body["count"], cap=cap)
+        body = await web.body(ApplauseBody)
+        op = make_op("applause", user=user_id(), count=body.count, cap=cap,
+                     address=web.client_ip(settings))
         result = await interact(content_id, op)
         return ok(result.public("applause"))
 
     @app.post("/v1/events")
     async def post_events():
-        body = await json_body(required=True)
-        if isinstance(body, dict):
-            body = object_body(body, {"events"}).get("events")
-        if not isinstance(body, list):
-            raise ValidationError('body must be {"events": [...]} or a JSON array',
-                                  code="invalid_body")
+        body = await web.body(EventsBody | list[Any])  # type: ignore[arg-type]
+        if isinstance(body, EventsBody):
+            body = body.events
         if not 1 <= len(body) <= settings.events_max_batch:
             raise ValidationError(f"send 1-{settings.events_max_batch} events per batch",
                                   code="batch_size")
+        if system.limits is not None:
+            await system.limiter.enforce(
+                system.limits.events_limits(web.client_ip(settings), len(body)), "event")
         return ok({"results": await _ingest(body, user_id())})
 
     async def _ingest(events: list, user: str | None) -> list[dict]:
@@ -147,7 +155,10 @@ def create_app(system: System) -> QuartTrio:
                                   "detail": f"not applied: {type(exc).__name__}"}
                 continue
             for (i, op), res in zip(items, op_results):
-                if op.kind == "view":  # most of a batch: skip the generic shaping
+                if isinstance(res, ClientError):  # refused by a rate limit or a ban
+                    results[i] = {"ok": False, "status": res.status, "code": res.code,
+                                  "detail": res.detail}
+                elif op.kind == "view":  # most of a batch: skip the generic shaping
                     results[i] = {"ok": True, "views": res.views}
                 else:
                     results[i] = {"ok": True, **res.public(op.kind)}

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from quart import Response, request
 
 from engage.auth import Identity, parse_authorization
 from engage.domain.address import client_address
 from engage.errors import Forbidden, Unauthorized, UnsupportedMediaType, ValidationError
+from engage.schemas.base import decode_json
 from engage.settings import Settings
+
+T = TypeVar("T")
 
 #: Seconds a request waits on an actor before answering 503.
 REQUEST_TIMEOUT = 10.0
 
 
 def current_identity(settings: Settings) -> Identity | None:
-    """The caller's identity from ``Authorization``, or ``None`` if anonymous."""
-    return parse_authorization(request.headers.get("Authorization"), settings.jwt_secret)
+    """The caller's identity from ``Authorization``, or ``None`` if anonymous.
+
+    Raises:
+        Unauthorized: a token is present but not valid.
+    """
+    return parse_authorization(request.headers.get("Authorization"), settings)
 
 
 def current_user(settings: Settings) -> str | None:
@@ -36,7 +43,7 @@ def require_user(settings: Settings, role: str | None = None) -> Identity:
     identity = current_identity(settings)
     if identity is None:
         raise Unauthorized("sign in first (Authorization: Bearer <token>)")
-    if role is not None and role not in identity.roles and "admin" not in identity.roles:
+    if role is not None and not identity.has(role):
         raise Forbidden(f"this needs the {role!r} role", code="missing_role")
     return identity
 
@@ -54,6 +61,43 @@ async def json_body(*, required: bool) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError(f"malformed JSON: {exc}", code="malformed_json") from None
+
+
+async def body(schema: type[T], *, required: bool = True) -> T | None:
+    """The request's JSON body decoded against ``schema`` (a msgspec struct).
+
+    Returns ``None`` for an empty body when not ``required``.
+
+    Raises:
+        ValidationError: missing, malformed, or not fitting the schema (unknown
+            fields, wrong types), with a stable code.
+        UnsupportedMediaType: a body that is not ``application/json``.
+    """
+    raw = await request.get_data(as_text=False)
+    if not raw:
+        if required:
+            raise ValidationError("request body must be a JSON object", code="missing_body")
+        return None
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("send the body as Content-Type: application/json")
+    return decode_json(raw, schema)
+
+
+def refuse_non_json() -> None:
+    """Before every state-changing request: a declared body type other than
+    JSON is refused, body or not.
+
+    HTML forms can only send ``application/x-www-form-urlencoded``,
+    ``multipart/form-data`` or ``text/plain``, without a CORS preflight; so no
+    other site's page can make a browser change anything here.
+
+    Raises:
+        UnsupportedMediaType: the request declares a non-JSON body.
+    """
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") \
+            and request.headers.get("Content-Type") and request.mimetype != "application/json":
+        raise UnsupportedMediaType("state-changing requests take Content-Type: "
+                                   "application/json (or no body)")
 
 
 def object_body(body: Any, allowed: set[str]) -> dict:

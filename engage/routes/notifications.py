@@ -8,6 +8,7 @@ content then notifies, or stops notifying). See docs/notifications.md.
 
 from __future__ import annotations
 
+import msgspec
 from quart import request
 from quart_trio import QuartTrio
 
@@ -21,7 +22,8 @@ from engage.domain.notifications import (
 )
 from engage.errors import ValidationError
 from engage.system import System
-from engage.web import json_body, object_body, ok
+from engage.schemas import ReadBody
+from engage.web import ok
 
 
 def register(app: QuartTrio, system: System) -> None:
@@ -43,7 +45,9 @@ def register(app: QuartTrio, system: System) -> None:
     @app.post("/v1/notifications/read")
     async def mark_read():
         user = web.require_user(settings).user
-        ids = parse_read_body(object_body(await json_body(required=True), {"ids", "all"}))
+        body = await web.body(ReadBody)
+        ids = parse_read_body({k: v for k, v in msgspec.structs.asdict(body).items()
+                               if v is not None})
         changed = await store.mark_read(user, ids)
         return ok({"marked": changed, "unread": await store.unread_count(user)})
 

@@ -8,6 +8,7 @@ actor has stored it. ``GET /v1/content`` lists published content, newest first.
 
 from __future__ import annotations
 
+import msgspec
 from quart import request
 from quart_trio import QuartTrio
 
@@ -21,10 +22,8 @@ from engage.domain.content import (
 from engage.store.keys import Keys
 from engage.store.publishing import PublishStream
 from engage.system import System
-from engage.web import json_body, object_body, ok
-
-#: Fields of a publish event, as in the stream.
-PUBLISH_FIELDS = frozenset({"content", "title", "url", "author", "published_at", "tags"})
+from engage.schemas import PublishBody
+from engage.web import ok
 
 
 def register(app: QuartTrio, system: System) -> None:
@@ -36,9 +35,10 @@ def register(app: QuartTrio, system: System) -> None:
     @app.post("/v1/content")
     async def publish_content():
         web.require_user(settings, "publisher")
-        body = object_body(await json_body(required=True), set(PUBLISH_FIELDS))
-        meta = parse_publish_fields(body)  # refuse now what the consumer would dead-letter
-        event_id = await stream.append(body)
+        fields = {k: v for k, v in msgspec.structs.asdict(await web.body(PublishBody)).items()
+                  if v is not None}
+        meta = parse_publish_fields(fields)  # refuse now what the consumer would dead-letter
+        event_id = await stream.append(fields)
         return ok({"id": event_id, "content": meta.id}, 202)
 
     @app.get("/v1/content")

@@ -201,19 +201,21 @@ class ConnectionActor:
         """Who is signed in (for reads; see :meth:`_writer`)."""
         return self.identity.user if self.identity else None
 
+    def _expired(self) -> bool:
+        identity = self.identity
+        return identity is not None and identity.expires_at is not None \
+            and time.time() >= identity.expires_at
+
     def _writer(self) -> str | None:
         """Who is signed in, for a write: an expired token writes nothing.
 
         Raises:
             Unauthorized: the token has expired (code ``token_expired``).
         """
-        identity = self.identity
-        if identity is None:
-            return None
-        if identity.expires_at is not None and time.time() >= identity.expires_at:
+        if self._expired():
             raise Unauthorized('the token has expired: send {"op": "auth"} with a fresh one',
                                code="token_expired")
-        return identity.user
+        return self._user()
 
     async def _interact(self, kind: str, op: ops.View | ops.Like | ops.Unlike | ops.Applaud
                         ) -> None:
@@ -225,7 +227,9 @@ class ConnectionActor:
         content actors' bounded mailboxes push back on the read loop.
         """
         content_id = validate_content_id(op.content)
-        interaction = make_op(kind, user=self._writer(),
+        # A view is not refused for an expired token: it counts as anonymous.
+        user = (None if self._expired() else self._user()) if kind == "view" else self._writer()
+        interaction = make_op(kind, user=user,
                               viewer=op.viewer if isinstance(op, ops.View) else None,
                               count=op.count if isinstance(op, ops.Applaud) else None,
                               cap=self.context.applause_cap, address=self.address)

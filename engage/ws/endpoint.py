@@ -57,7 +57,7 @@ async def handle_websocket(system: Any, conn: Any) -> None:
     token = conn.query.get("token")
     if token:
         try:
-            identity = verify_token(token, settings.jwt_secret)
+            identity = verify_token(token, settings)
         except Unauthorized as exc:
             await conn.reject(401, _problem(401, "Unauthorized", exc.detail, exc.code))
             return

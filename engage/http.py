@@ -25,9 +25,10 @@ from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_
 from engage.domain.moderation import has_moderator_role
 from engage.errors import (ActorError, ClientError, NotFound, StoreError, TooManyChildren,
                            Unauthorized, Unavailable, ValidationError)
-from engage.schemas import ApplauseBody, EmptyBody, EventsBody, ViewBody
+from engage.schemas import (ApplauseBody, CommentBody, CommentEdit, EmptyBody, EventsBody,
+                            ViewBody)
 from engage.system import System
-from engage.web import json_body, object_body, ok
+from engage.web import ok
 
 from engage.web import REQUEST_TIMEOUT
 #: Seconds ``/readyz`` gives each store to answer.
@@ -176,10 +177,12 @@ def create_app(system: System) -> QuartTrio:
     async def post_comment(content_id: str):
         validate_content_id(content_id)
         user = signed_in()
-        body = object_body(await json_body(required=True), {"body", "parent"})
-        text = validate_body(body.get("body"), settings.comment_max_chars)
-        parent = body.get("parent")
-        parent_id = None if parent is None else parse_comment_id(parent)
+        body = await web.body(CommentBody)
+        text = validate_body(body.body, settings.comment_max_chars)
+        parent_id = None if body.parent is None else parse_comment_id(body.parent)
+        if system.limits is not None:
+            await system.limiter.enforce(
+                system.limits.comment_limits(user, web.client_ip(settings)), "comment")
         comment = await system.content.ask(content_id, PostComment(user, text, parent_id),
                                            REQUEST_TIMEOUT)
         # 202: stored, but held for a moderator (engage/domain/moderation.py).
@@ -208,8 +211,7 @@ def create_app(system: System) -> QuartTrio:
     @app.patch("/v1/comments/<comment_id>")
     async def patch_comment(comment_id: str):
         user = signed_in()
-        body = object_body(await json_body(required=True), {"body"})
-        text = validate_body(body.get("body"), settings.comment_max_chars)
+        text = validate_body((await web.body(CommentEdit)).body, settings.comment_max_chars)
         cid, content_id = await comment_owner(comment_id)
         comment = await system.content.ask(content_id, EditComment(cid, user, text),
                                            REQUEST_TIMEOUT)
@@ -237,7 +239,7 @@ def create_app(system: System) -> QuartTrio:
         async def dev_token():
             """Development mode only: a token for a random user."""
             user = "dev-" + secrets.token_hex(4)
-            return ok({"user": user, "token": issue_token(settings.jwt_secret, user)})
+            return ok({"user": user, "token": issue_token(settings.jwt_secrets[0], user)})
 
     # -- operations ---------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from engage.actors.presence import PresenceActor
 from engage.actors.publisher import PublisherActor
 from engage.actors.router import RouterActor
 from engage.actors.webhooks import WebhookActor
+from engage.auth import verifier_for
 from engage.limits import RateLimits
 from engage.domain.moderation import Policy
 from engage.settings import Settings
@@ -94,7 +95,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                       settings.block_words))
                 await moderation.reinstall_bans()  # a Redis wipe must not lift bans
                 yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                             PostgresComments(pool, bridge, moderation=moderation), history,
+                             PostgresComments(pool, bridge), history,
                              client, events, PostgresContentMeta(pool, bridge),
                              notifications=PostgresNotifications(
                                  pool, bridge, keep=settings.notify_max_per_user),
@@ -126,6 +127,7 @@ class System:
 def build_system(settings: Settings, stores: Stores, *, instance_id: str | None = None) -> System:
     """Create the actors and the root supervisor; run ``system.supervisor.run``."""
     instance_id = instance_id or uuid.uuid4().hex[:12]
+    verifier_for(settings)  # a bad secret or JWKS file fails at start, not on a request
     limits = RateLimits.from_settings(settings)
     limiter = RedisRateLimiter(stores.redis, stores.bridge, Keys(settings.redis_prefix))
     mirror = MirrorActor(stores.cache)
@@ -136,6 +138,7 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
                            stale_after=settings.sweep_stale_after)
     content = ContentDirectory(mirror=mirror.ref, database=stores.database,
                                comments=stores.comments, history=stores.history,
+                               moderation=stores.moderation,
                                idle_timeout=settings.content_idle_timeout,
                                counts_interval=settings.counts_interval,
                                edit_window=settings.edit_window,

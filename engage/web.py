@@ -48,21 +48,6 @@ def require_user(settings: Settings, role: str | None = None) -> Identity:
     return identity
 
 
-async def json_body(*, required: bool) -> Any:
-    """The request's JSON body (``None`` if empty and not required)."""
-    raw = await request.get_data(as_text=False)
-    if not raw:
-        if required:
-            raise ValidationError("request body must be a JSON object", code="missing_body")
-        return None
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType("send the body as Content-Type: application/json")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"malformed JSON: {exc}", code="malformed_json") from None
-
-
 async def body(schema: type[T], *, required: bool = True) -> T | None:
     """The request's JSON body decoded against ``schema`` (a msgspec struct).
 
@@ -98,19 +83,6 @@ def refuse_non_json() -> None:
             and request.headers.get("Content-Type") and request.mimetype != "application/json":
         raise UnsupportedMediaType("state-changing requests take Content-Type: "
                                    "application/json (or no body)")
-
-
-def object_body(body: Any, allowed: set[str]) -> dict:
-    """``body`` as an object with no fields outside ``allowed``."""
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ValidationError("request body must be a JSON object", code="invalid_body")
-    unknown = set(body) - allowed
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}",
-                              code="unknown_field")
-    return body
 
 
 def ok(body: Any, status: int = 200) -> Response:

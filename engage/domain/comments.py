@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from engage.domain.text import check_text
 from engage.errors import Forbidden, ValidationError
 
-#: Control characters other than tab and newline are refused in text.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 SORTS = ("newest", "oldest")
@@ -23,18 +21,9 @@ def validate_body(body: object, max_chars: int) -> str:
     Raises:
         ValidationError: wrong type, blank, too long or with control characters.
     """
-    if not isinstance(body, str):
-        raise ValidationError("body must be a string", code="invalid_body")
-    body = body.replace("\r\n", "\n")
-    if not body.strip():
-        raise ValidationError("body must not be blank", code="invalid_body")
-    if len(body) > max_chars:
-        raise ValidationError(f"body must be at most {max_chars} characters",
-                              code="body_too_long")
-    if _CONTROL_RE.search(body):
-        raise ValidationError("body must not contain control characters other than "
-                              "newline and tab", code="invalid_characters")
-    return body
+    if isinstance(body, str):
+        body = body.replace("\r\n", "\n")
+    return check_text(body, "body", max_chars=max_chars)
 
 
 def parse_comment_id(value: object) -> int:

@@ -18,7 +18,8 @@ from engage.domain.comments import decode_cursor, encode_cursor, parse_comment_i
 from engage.domain.moderation import parse_ban, validate_user_id
 from engage.errors import ActorError, NotFound, StoreError, Unavailable
 from engage.system import System
-from engage.web import REQUEST_TIMEOUT, json_body, object_body, ok
+from engage.schemas import BanBody, EmptyBody
+from engage.web import REQUEST_TIMEOUT, ok
 
 #: Content actors asked at once when removing a user's comments.
 BULK_ROUND = 64
@@ -59,7 +60,7 @@ def register(app: QuartTrio, system: System) -> None:
         if message_type is None:
             raise NotFound(f"no moderation action {action!r} (approve, reject, hide, restore)",
                            code="not_found")
-        object_body(await json_body(required=False), set())
+        await web.body(EmptyBody, required=False)
         cid = parse_comment_id(comment_id)
         current = await comments.get(cid)  # deleted ones too: acting on them is a 409
         if current is None:
@@ -72,8 +73,8 @@ def register(app: QuartTrio, system: System) -> None:
     async def put_ban(user: str):
         identity = web.require_user(settings, "moderator")
         validate_user_id(user)
-        seconds, reason = parse_ban(object_body(await json_body(required=True),
-                                                {"seconds", "reason"}))
+        body = await web.body(BanBody)
+        seconds, reason = parse_ban({"seconds": body.seconds, "reason": body.reason})
         ban = await moderation().ban(user, seconds, reason, identity.user)
         return ok(ban.public())
 

@@ -18,9 +18,6 @@ from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 from engage.store.base import PostgresStore
 
-if TYPE_CHECKING:
-    from engage.store.moderation import PostgresModeration
-
 _COLUMNS = ("id, content_id, author, body, parent_id, root_id, created_at, edited_at, "
             "deleted_at, status")
 #: Shown in lists: visible and not deleted.
@@ -59,19 +56,11 @@ class CommentStore(Protocol):
 
 
 class PostgresComments(PostgresStore):
-    """:class:`CommentStore` on asyncpg.
+    """:class:`CommentStore` on asyncpg."""
 
-    Args:
-        moderation: bans, trusted commenters and the screening policy that
-            whoever writes comments through this store consults (the content
-            actor finds it here); ``None``: no screening, no bans.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, bridge: Bridge, *,
-                 moderation: "PostgresModeration | None" = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
         self.pool = pool
         self.bridge = bridge
-        self.moderation = moderation
 
     async def create(self, content_id, author, body, parent, status="visible"):
         """Store a comment with ``status`` (``visible`` or ``held``).

@@ -74,8 +74,7 @@ class ContentActor:
         after: an earlier incarnation's ``finished`` event to wait for, so
             messages it drained while passivating are applied first.
         moderation: bans, trusted commenters and the screening policy;
-            by default the comment store's (``comments.moderation``), and
-            none (no screening, no bans) if it has none.
+            ``None``: no screening, no bans (actor tests).
     """
 
     def __init__(self, content_id: str, mailbox: Mailbox, *, mirror: ActorRef,
@@ -96,8 +95,7 @@ class ContentActor:
         self.edit_window = edit_window
         self._passivate = passivate
         self._after = after
-        self.moderation = (moderation if moderation is not None
-                           else getattr(comments, "moderation", None))
+        self.moderation = moderation
         self._counts_dirty = False
         self._next_publish = 0.0
         self.finished = trio.Event()

@@ -18,6 +18,7 @@ from engage.actors.ref import DEFAULT_ASK_TIMEOUT, ActorRef, Callback, Mailbox, 
 from engage.errors import ActorDeadError
 from engage.store.comments import CommentStore
 from engage.store.history import RedisHistory
+from engage.store.moderation import PostgresModeration
 from engage.store.protocols import CounterDatabase
 from engage.supervisor import DynamicSupervisor
 
@@ -30,7 +31,7 @@ class ContentDirectory:
 
     Args:
         mirror: the mirror actor's ref, handed to every content actor.
-        database, comments, history: the stores each content actor uses.
+        database, comments, history, moderation: the stores each content actor uses.
         idle_timeout, counts_interval, edit_window: see :class:`ContentActor`.
         max_children: most content actors at once.
         shutdown: seconds each actor gets to finish on stop.
@@ -38,10 +39,12 @@ class ContentDirectory:
 
     def __init__(self, *, mirror: ActorRef, database: CounterDatabase, comments: CommentStore,
                  history: RedisHistory, idle_timeout: float, counts_interval: float,
-                 edit_window: float, max_children: int, shutdown: float = 5.0) -> None:
+                 edit_window: float, max_children: int, shutdown: float = 5.0,
+                 moderation: PostgresModeration | None = None) -> None:
         self.mirror = mirror
         self._actor_options = dict(mirror=mirror, database=database, comments=comments,
-                                   history=history, idle_timeout=idle_timeout,
+                                   history=history, moderation=moderation,
+                                   idle_timeout=idle_timeout,
                                    counts_interval=counts_interval, edit_window=edit_window)
         self.supervisor = DynamicSupervisor(
             name="content", max_children=max_children, restart="transient", shutdown=shutdown,

@@ -308,7 +308,7 @@ class NotifierActor:
         if comment_id in self._deleted:
             return False
         comment = await self.comments.get(comment_id)
-        return comment is not None and not comment.deleted
+        return comment is not None and comment.visible  # not deleted, held or hidden
 
     def _skip(self, draft: Draft, reason: str) -> None:
         self.counters[reason] += 1

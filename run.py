@@ -55,6 +55,7 @@ async def main(settings: Settings) -> None:
         if not settings.jwt_secret:
             log.warning("ENGAGE_JWT_SECRET is not set: using a random secret for this run")
             settings = settings.replace(jwt_secret=secrets.token_urlsafe(32))
+        log.debug("settings: %s", settings.redacted())  # never the raw ones: secrets
         stores = await stack.enter_async_context(open_stores(settings))
         system = build_system(settings, stores)
         app = create_app(system)

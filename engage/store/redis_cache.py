@@ -226,14 +226,22 @@ class RedisCounterCache(RedisStore):
 
 
 def make_redis_client(url: str, *, pool_size: int) -> aioredis.Redis:
-    """A redis-py asyncio client with deliberate timeouts (see docs/decisions.md)."""
-    return aioredis.Redis.from_url(
+    """A redis-py asyncio client with deliberate timeouts (see docs/decisions.md).
+
+    The pool blocks (up to ``REDIS_SOCKET_TIMEOUT``) when all ``pool_size``
+    connections are busy: a burst of requests queues for a connection instead
+    of failing with "Too many connections" (measured: 1,000 WebSocket upgrades
+    at once, each checking its rate limit).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=pool_size,
+        timeout=REDIS_SOCKET_TIMEOUT,
         socket_timeout=REDIS_SOCKET_TIMEOUT,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=30,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from typing import Any
 from engage.auth import verify_token
 from engage.domain.address import client_address
 from engage.domain.ratelimit import Limit
-from engage.errors import TooManyRequests, Unauthorized
+from engage.errors import StoreError, TooManyRequests, Unauthorized
 from engage.wire import MSGPACK_SUBPROTOCOL
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ async def handle_websocket(system: Any, conn: Any) -> None:
         except TooManyRequests as exc:
             await conn.reject(429, _problem(429, "Too many requests", exc.detail, exc.code),
                               headers=(("Retry-After", str(max(1, math.ceil(exc.retry_after)))),))
+            return
+        except StoreError:
+            await conn.reject(503, _problem(503, "Service unavailable", "a backing store is "
+                                            "unavailable; retry shortly", "store_unavailable"))
             return
     wire = "msgpack" if MSGPACK_SUBPROTOCOL in conn.subprotocols else "json"
     await conn.accept(MSGPACK_SUBPROTOCOL if wire == "msgpack" else None)

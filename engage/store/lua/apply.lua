@@ -43,14 +43,49 @@ if ARGV[9] ~= '' then
 end
 local anon_prefix = 'anon' .. sep
 
+-- Limit keys read or spent by earlier ops of this call: a batch from one
+-- address or user reads its TAT once and writes it once (at the end), not per op.
+local tats, spent, banned = {}, {}, {}
+
+-- GCRA over several keys, all or nothing, through the TAT cache above.
+local function spend(checks)
+  local decided, worst = {}, 0
+  for _, c in ipairs(checks) do
+    local key = c[1]
+    local ok, retry_ms, tat = gcra_check(key, c[2], c[3], c[4], now_ms,
+                                         decided[key] or tats[key])
+    if ok == 1 then
+      decided[key] = tat
+    else
+      tats[key] = tats[key] or tat
+      if retry_ms < 0 then
+        return -1
+      end
+      worst = math.max(worst, retry_ms)
+    end
+  end
+  if worst > 0 then
+    return worst
+  end
+  for key, tat in pairs(decided) do
+    tats[key], spent[key] = tat, true
+  end
+  return 0
+end
+
 -- 0 if the op may go ahead, -1 if its user is banned, else ms to wait.
 local function refusal(kind, who, n, address)
   if not limits then
     return 0
   end
   local signed_in = who ~= '' and string.sub(who, 1, #anon_prefix) ~= anon_prefix
-  if kind ~= 'v' and redis.call('EXISTS', limits[2] .. who) == 1 then
-    return -1
+  if kind ~= 'v' then
+    if banned[who] == nil then
+      banned[who] = redis.call('EXISTS', limits[2] .. who) == 1
+    end
+    if banned[who] then
+      return -1
+    end
   end
   local checks = {}
   local interval, tolerance, action = limits[3], limits[4], 'like:'
@@ -68,8 +103,8 @@ local function refusal(kind, who, n, address)
   if #checks == 0 then
     return 0
   end
-  local ok, retry_ms = gcra_all(checks, now_ms)
-  if ok == 1 then
+  local retry_ms = spend(checks)
+  if retry_ms == 0 then
     return 0
   end
   if retry_ms < 0 then  -- more at once than the burst: wait one interval per unit
@@ -180,6 +215,9 @@ if m then log_event('milestone', {content = id, metric = 'applause', value = m})
 if redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('HINCRBY', KEYS[5], '#events', events)
   redis.call('SET', KEYS[6], ARGV[2], 'NX')
+end
+for key in pairs(spent) do
+  gcra_commit(key, tats[key], now_ms)
 end
 for k = 1, 4 do
   redis.call('EXPIRE', KEYS[k], ttl)

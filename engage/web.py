@@ -68,9 +68,10 @@ async def body(schema: type[T], *, required: bool = True) -> T | None:
     return decode_json(raw, schema)
 
 
-def refuse_non_json() -> None:
+async def refuse_non_json() -> None:
     """Before every state-changing request: a declared body type other than
-    JSON is refused, body or not.
+    JSON is refused, body or not. (A coroutine: quart-trio runs plain
+    functions in a worker thread, which cost more than the whole check.)
 
     HTML forms can only send ``application/x-www-form-urlencoded``,
     ``multipart/form-data`` or ``text/plain``, without a CORS preflight; so no

@@ -8,12 +8,12 @@ saw, so two processes moderating one comment cannot both win.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, Sequence
 
 import asyncpg
 
 from engage.domain.comments import Comment
-from engage.errors import NotFound, ValidationError
+from engage.errors import ClientError, NotFound, ValidationError
 from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 from engage.store.base import PostgresStore
@@ -33,6 +33,10 @@ def _comment(row: asyncpg.Record) -> Comment:
 class CommentStore(Protocol):
     async def create(self, content_id: str, author: str, body: str,
                      parent: int | None, status: str = "visible") -> Comment: ...
+
+    async def create_many(self, content_id: str,
+                          rows: Sequence[tuple[str, str, int | None, str]]
+                          ) -> list[tuple[Comment, str | None] | ClientError]: ...
 
     async def get(self, comment_id: int) -> Comment | None: ...
 
@@ -70,6 +74,17 @@ class PostgresComments(PostgresStore):
             ValidationError: ``parent_elsewhere``.
         """
         return await self._call(self._aio_create, content_id, author, body, parent, status)
+
+    async def create_many(self, content_id: str,
+                          rows: Sequence[tuple[str, str, int | None, str]]
+                          ) -> list[tuple[Comment, str | None] | ClientError]:
+        """Store several comments ``(author, body, parent, status)`` in order,
+        in one crossing and on one connection (a burst of comments on one item).
+
+        Returns, per row, ``(comment, the parent's author or None)`` or the
+        :class:`ClientError` that :meth:`create` would have raised for it.
+        """
+        return await self._call(self._aio_create_many, content_id, list(rows))
 
     async def get(self, comment_id):
         """The comment in any state (deleted ones too), or ``None``."""
@@ -123,23 +138,47 @@ class PostgresComments(PostgresStore):
     async def _aio_create(self, content_id: str, author: str, body: str,
                           parent: int | None, status: str) -> Comment:
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            root = None
-            if parent is not None:
-                row = await conn.fetchrow(
-                    "SELECT content_id, root_id, deleted_at, status FROM comments WHERE id = $1",
-                    parent)
-                if row is None or row["deleted_at"] is not None or row["status"] != "visible":
-                    raise NotFound(f"parent comment {parent} does not exist",
-                                   code="parent_not_found")
-                if row["content_id"] != content_id:
-                    raise ValidationError("parent comment belongs to another content item",
-                                          code="parent_elsewhere")
-                root = row["root_id"] or parent
+            comment, _ = await self._insert(conn, content_id, author, body, parent, status)
+        return comment
+
+    async def _aio_create_many(self, content_id: str, rows: list
+                               ) -> list[tuple[Comment, str | None] | ClientError]:
+        out: list[tuple[Comment, str | None] | ClientError] = []
+        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
+            for author, body, parent, status in rows:
+                try:
+                    out.append(await self._insert(conn, content_id, author, body, parent, status))
+                except ClientError as exc:
+                    out.append(exc)
+        return out
+
+    @staticmethod
+    async def _insert(conn, content_id: str, author: str, body: str, parent: int | None,
+                      status: str) -> tuple[Comment, str | None]:
+        """Insert one comment; returns it and its parent's author.
+
+        Raises:
+            NotFound: ``parent_not_found`` (missing, deleted or not visible).
+            ValidationError: ``parent_elsewhere``.
+        """
+        root = parent_author = None
+        if parent is not None:
             row = await conn.fetchrow(
-                f"INSERT INTO comments (content_id, author, body, parent_id, root_id, status) "
-                f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
-                content_id, author, body, parent, root, status)
-        return _comment(row)
+                "SELECT content_id, root_id, deleted_at, status, author FROM comments "
+                "WHERE id = $1", parent)
+            if row is None or row["deleted_at"] is not None or row["status"] != "visible":
+                raise NotFound(f"parent comment {parent} does not exist",
+                               code="parent_not_found")
+            if row["content_id"] != content_id:
+                raise ValidationError("parent comment belongs to another content item",
+                                      code="parent_elsewhere")
+            root = row["root_id"] or parent
+            parent_author = row["author"]
+        row = await conn.fetchrow(
+            f"INSERT INTO comments (content_id, author, body, parent_id, root_id, status) "
+            f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+            content_id, author, body, parent, root, status)
+        return _comment(row), parent_author
 
     async def _aio_get(self, comment_id: int) -> Comment | None:
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:

@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Sequence
 
 import msgpack
 import redis.asyncio as aioredis
@@ -78,6 +79,13 @@ class RedisHistory(RedisStore):
         return await self._call(self._aio_publish, subject, event_type, payload,
                                 content_id, comment_delta, log)
 
+    async def publish_many(self, events: Sequence[tuple[str, str, object, str | None, int,
+                                                         tuple[str, dict] | None]]
+                           ) -> list[tuple[int, str]]:
+        """:meth:`publish` several ``(subject, type, payload, content_id,
+        comment_delta, log)`` events in order, in one pipeline."""
+        return await self._call(self._aio_publish_many, list(events))
+
     async def position(self, subject: str) -> tuple[int, str]:
         return await self._call(self._aio_position, subject)
 
@@ -88,16 +96,24 @@ class RedisHistory(RedisStore):
     # -- asyncio side ------------------------------------------------------------
 
     async def _aio_publish(self, subject, event_type, payload, content_id, comment_delta, log):
+        (result,) = await self._aio_publish_many(
+            [(subject, event_type, payload, content_id, comment_delta, log)])
+        return result
+
+    async def _aio_publish_many(self, events):
         k = self.keys
-        counts_key = k.counts(content_id) if content_id else k.prefix + "none"
-        log_type, log_data = log if log else ("", {})
-        offset, epoch = await self.scripts.run(
-            "publish", [k.history(subject), k.history_meta(subject), counts_key, k.events],
-            [k.channel(subject), subject, event_type, msgpack.packb(payload), self.size,
-             self.ttl, new_epoch(), comment_delta, log_type,
-             json.dumps(log_data, separators=(",", ":")), int(time.time() * 1000),
-             EVENT_LOG_MAX_LEN])
-        return int(offset), epoch.decode()
+        calls = []
+        for subject, event_type, payload, content_id, comment_delta, log in events:
+            counts_key = k.counts(content_id) if content_id else k.prefix + "none"
+            log_type, log_data = log if log else ("", {})
+            calls.append((
+                "publish", [k.history(subject), k.history_meta(subject), counts_key, k.events],
+                [k.channel(subject), subject, event_type, msgpack.packb(payload), self.size,
+                 self.ttl, new_epoch(), comment_delta, log_type,
+                 json.dumps(log_data, separators=(",", ":")), int(time.time() * 1000),
+                 EVENT_LOG_MAX_LEN]))
+        replies = await self.scripts.run_many(calls)
+        return [(int(offset), epoch.decode()) for offset, epoch in replies]
 
     async def _aio_position(self, subject):
         k = self.keys

@@ -10,7 +10,7 @@ reads Postgres (:meth:`standing`), so a wipe never lets a banned user comment.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -80,6 +80,10 @@ class PostgresModeration:
         """``user``'s ban in force, if any, and whether they are trusted: one query."""
         return await self._call(self._aio_standing, user)
 
+    async def standings(self, users: Sequence[str]) -> dict[str, Standing]:
+        """:meth:`standing` of several users in one query (a batch of comments)."""
+        return await self._call(self._aio_standings, list(dict.fromkeys(users)))
+
     async def trusted(self, user: str) -> bool:
         return (await self.standing(user)).trusted
 
@@ -124,6 +128,16 @@ class PostgresModeration:
                 "LEFT JOIN bans b ON b.user_id = $1 AND b.until > now()", user)
         ban = _ban(row) if row["user_id"] is not None else None
         return Standing(ban, row["trusted"])
+
+    async def _aio_standings(self, users: list[str]) -> dict[str, Standing]:
+        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
+            rows = await conn.fetch(
+                "SELECT u.who, b.user_id, b.until, b.reason, b.banned_by, b.created_at, "
+                "EXISTS (SELECT 1 FROM trusted_commenters t WHERE t.user_id = u.who) AS trusted "
+                "FROM unnest($1::text[]) AS u(who) "
+                "LEFT JOIN bans b ON b.user_id = u.who AND b.until > now()", users)
+        return {row["who"]: Standing(_ban(row) if row["user_id"] is not None else None,
+                                     row["trusted"]) for row in rows}
 
     async def _aio_reinstall(self) -> int:
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:

@@ -137,26 +137,53 @@ class PubSubConnection:
         Raises:
             StoreError: the connection broke (the caller reconnects).
         """
+        async for batch in self.batches():
+            for message in batch:
+                yield message
+
+    async def batches(self) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """Yield the published messages that arrived together, as lists.
+
+        A list holds every complete message already read from the socket (one
+        read is at most ``READ_SIZE`` bytes), so under load the consumer sees
+        several at once and can write them to a socket together; when quiet,
+        lists of one.
+
+        Raises:
+            StoreError: the connection broke (the caller reconnects).
+        """
         while True:
             reply = await self._read_reply()
-            if isinstance(reply, hiredis.ReplyError):
-                raise StoreError(f"redis pub/sub: {reply}")
-            if not isinstance(reply, list) or len(reply) < 3:
-                continue
-            kind = reply[0]
-            if kind == b"message":
-                yield reply[1], reply[2]
-            elif kind in (b"subscribe", b"unsubscribe"):
-                channel = reply[1]
-                if kind == b"subscribe":
-                    self.channels.add(channel)
-                else:
-                    self.channels.discard(channel)
-                waiters = self._confirmations.get((kind, channel))
-                if waiters:
-                    waiters.pop(0).set()
-                    if not waiters:
-                        del self._confirmations[(kind, channel)]
+            batch: list[tuple[bytes, bytes]] = []
+            while reply is not False:
+                message = self._take(reply)
+                if message is not None:
+                    batch.append(message)
+                reply = self._reader.gets()
+            if batch:
+                yield batch
+
+    def _take(self, reply) -> tuple[bytes, bytes] | None:
+        """A published message's ``(channel, data)``; confirmations are noted."""
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreError(f"redis pub/sub: {reply}")
+        if not isinstance(reply, list) or len(reply) < 3:
+            return None
+        kind = reply[0]
+        if kind == b"message":
+            return reply[1], reply[2]
+        if kind in (b"subscribe", b"unsubscribe"):
+            channel = reply[1]
+            if kind == b"subscribe":
+                self.channels.add(channel)
+            else:
+                self.channels.discard(channel)
+            waiters = self._confirmations.get((kind, channel))
+            if waiters:
+                waiters.pop(0).set()
+                if not waiters:
+                    del self._confirmations[(kind, channel)]
+        return None
 
     def release_waiters(self) -> None:
         """Wake every task waiting on a confirmation (the connection is gone)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import trio
 
-from engage.actors import FlushNow, GetCounts, Interact
+from engage.actors import FlushNow, GetCounts, Interact, PostComment
 from engage.domain import Op
+from engage.errors import ClientError
 from engage.system import build_system
 from tests.conftest import BASE_REDIS_URL
 from tests.support import delete_prefix
@@ -90,4 +91,35 @@ async def test_two_processes_on_one_item_stay_exact(settings, stores, nursery):
         await two.flush.ref.ask(FlushNow())
         snapshot = await stores.database.load("shared")
         assert (snapshot.views, snapshot.likes, snapshot.applause) == (500, 5, 250)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_burst_of_comments_is_stored_and_published_in_order(settings, stores, nursery):
+    """Comments that queue up together are handled as one run (one standing
+    query, one crossing to store, one pipeline to publish), yet each is
+    screened, stored, answered and published on its own, in order."""
+    with trio.fail_after(30):
+        system = await _running(settings, stores, nursery)
+        await system.content.ask("burst", GetCounts())  # the actor exists
+        await stores.moderation.ban("spammer", 600, "spam", "mod")
+        messages = [PostComment(f"u{i}", f"comment {i}", None) for i in range(40)]
+        messages[7] = PostComment("u7", "a reply to nothing", 999_999)
+        messages[9] = PostComment("spammer", "buy now", None)
+        # Requested back to back, before the actor runs: they sit in one batch.
+        replies = [await system.content.request("burst", m) for m in messages]
+        results = []
+        for reply in replies:
+            try:
+                results.append(await reply.get(10))
+            except ClientError as exc:
+                results.append(exc.code)
+        assert results[7] == "parent_not_found" and results[9] == "banned"
+        posted = [r for i, r in enumerate(results) if i not in (7, 9)]
+        assert [c.body for c in posted] == [f"comment {i}" for i in range(40) if i not in (7, 9)]
+        assert [c.id for c in posted] == sorted(c.id for c in posted)
+        recovery = await stores.history.recover("content:burst", 0, (
+            await stores.history.position("content:burst"))[1], 100)
+        assert [e.data["body"] for e in recovery.events] == [c.body for c in posted]
+        counts = await system.content.ask("burst", GetCounts())
+        assert counts.comments == 38
         nursery.cancel_scope.cancel()

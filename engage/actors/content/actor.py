@@ -35,8 +35,9 @@ from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCou
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.domain import Counts, Op
 from engage.domain.comments import Comment, check_can_change, check_can_delete
-from engage.domain.moderation import (DELETED, HELD, VISIBLE, Verdict, check_not_banned,
-                                      check_not_blocked, live_effect, screen, transition)
+from engage.domain.moderation import (DELETED, HELD, VISIBLE, Standing, Verdict,
+                                      check_not_banned, check_not_blocked, live_effect, screen,
+                                      transition)
 from engage.errors import ActorError, ClientError, Conflict, NotFound, StoreError
 from engage.store.comments import CommentStore
 from engage.store.history import RedisHistory
@@ -149,10 +150,17 @@ class ContentActor:
         interacts = [e for e in batch if isinstance(e.message, Interact)]
         if interacts:
             await self._guard(interacts, self._interact(interacts))
+        posts: list[Envelope] = []  # a run of new comments, handled together
         for envelope in batch:
             message = envelope.message
             if isinstance(message, Interact):
                 continue
+            if isinstance(message, PostComment):
+                posts.append(envelope)
+                continue
+            if posts:
+                await self._guard(posts, self._post_many(posts))
+                posts = []
             if isinstance(message, GetCounts):
                 await self._guard([envelope], self._reply(envelope, self._counts()))
             elif isinstance(message, COMMENT_MESSAGES):
@@ -161,6 +169,8 @@ class ContentActor:
                 log.error("content %s: unexpected message %r", self.content_id, message)
                 if envelope.reply is not None:
                     envelope.reply.fail(TypeError(f"content actor cannot handle {message!r}"))
+        if posts:
+            await self._guard(posts, self._post_many(posts))
 
     async def _guard(self, envelopes: list[Envelope], work) -> None:
         """Run ``work``; on failure, fail the waiting askers. Crash only on bugs."""
@@ -229,8 +239,6 @@ class ContentActor:
     # Held, hidden and rejected comments are never published.
 
     async def _comment(self, message) -> Comment | int:
-        if isinstance(message, PostComment):
-            return await self._post(message)
         if isinstance(message, EditComment):
             return await self._edit(message)
         if isinstance(message, DeleteComment):
@@ -239,13 +247,46 @@ class ContentActor:
             return await self._delete_user(message)
         return await self._moderate(message, MODERATION_ACTIONS[type(message)])
 
-    async def _post(self, message: PostComment) -> Comment:
-        verdict = await self._screen(message.author, message.body)
-        comment = await self.comments.create(self.content_id, message.author, message.body,
-                                             message.parent, verdict.status)
-        if comment.visible:
-            await self._appeared(comment, announce=True)
-        return comment
+    async def _post_many(self, envelopes: list[Envelope]) -> None:
+        """Post a run of new comments: one query for their authors' standing,
+        one crossing to store them, one pipeline to publish them, however many
+        there are (a hot item's comments no longer queue behind each other's
+        round trips). Each is screened, stored and answered on its own; a
+        refusal fails only its own asker."""
+        messages: list[PostComment] = [e.message for e in envelopes]
+        standings = (await self.moderation.standings([m.author for m in messages])
+                     if self.moderation is not None else {})
+        now = datetime.now(timezone.utc)
+        rows, accepted = [], []
+        for envelope, message in zip(envelopes, messages):
+            try:
+                verdict = self._verdict(standings.get(message.author, Standing()),
+                                        message.body, now)
+            except ClientError as exc:
+                envelope.refuse(exc)
+                continue
+            rows.append((message.author, message.body, message.parent, verdict.status))
+            accepted.append(envelope)
+        if not rows:
+            return
+        created = await self.comments.create_many(self.content_id, rows)
+        events, answers = [], []
+        for envelope, result in zip(accepted, created):
+            if isinstance(result, ClientError):
+                envelope.refuse(result)
+                continue
+            comment, parent_author = result
+            if comment.visible:
+                public = comment.public()
+                events.append((self.subject, "comment", public, self.content_id, 1, (
+                    "comment.created", {"content": self.content_id, "comment": public,
+                                        "parent_author": parent_author})))
+            answers.append((envelope, comment))
+        if events:
+            await self.history.publish_many(events)
+            self._counts_dirty = True
+        for envelope, comment in answers:
+            envelope.answer(comment)
 
     async def _edit(self, message: EditComment) -> Comment:
         current = await self._current(message.comment_id)
@@ -315,7 +356,12 @@ class ContentActor:
         if self.moderation is None:
             return Verdict("publish", "clean")
         standing = await self.moderation.standing(user)
-        check_not_banned(standing, datetime.now(timezone.utc))
+        return self._verdict(standing, body, datetime.now(timezone.utc))
+
+    def _verdict(self, standing: Standing, body: str, now: datetime) -> Verdict:
+        if self.moderation is None:
+            return Verdict("publish", "clean")
+        check_not_banned(standing, now)
         verdict = screen(self.moderation.policy, body, trusted=standing.trusted)
         check_not_blocked(verdict)
         return verdict

@@ -45,7 +45,8 @@ class RedisCounterCache(RedisStore):
         view_dedup_window: seconds within which one user's or viewer's views of
             an item count once (0: every view counts).
         limits: per-user and per-address limits on likes, applause and views,
-            and bans, enforced in the same script; ``None``: none.
+            enforced in the same script; ``None``: none. Bans are enforced
+            there either way.
     """
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
@@ -58,8 +59,10 @@ class RedisCounterCache(RedisStore):
         self.ttl = ttl
         self.view_dedup_ms = int(view_dedup_window * 1000)
         self.limits = limits
-        self._limits_arg = b"" if limits is None else msgpack.packb([
-            keys.rate_limit(""), keys.ban(""),
+        # Bans are looked up in the script whether or not rate limits are on.
+        prefixes = [keys.rate_limit(""), keys.ban("")]
+        self._limits_arg = msgpack.packb(prefixes if limits is None else [
+            *prefixes,
             limits.like.interval * 1000, limits.like.tolerance * 1000,
             limits.view.interval * 1000, limits.view.tolerance * 1000,
             limits.ip.interval * 1000, limits.ip.tolerance * 1000])

@@ -11,7 +11,8 @@
 --       (one key per item and viewer: "<prefix><who>"),
 --       9 the limits: "" (none) or msgpack of {rate-limit key prefix, ban key
 --       prefix, like interval ms, like tolerance ms, view interval, view
---       tolerance, per-address interval, per-address tolerance}
+--       tolerance, per-address interval, per-address tolerance}; just the two
+--       prefixes when rate limits are off (bans still apply)
 -- A view by a known user or viewer id counts in "views" once per window; it
 -- always feeds the HyperLogLog of unique viewers.
 -- Likes and applause by a banned user ("<ban prefix><user>" exists) are
@@ -39,7 +40,9 @@ local limits = nil
 local now_ms = nil
 if ARGV[9] ~= '' then
   limits = cmsgpack.unpack(ARGV[9])
-  now_ms = gcra_now_ms()
+  if limits[3] then
+    now_ms = gcra_now_ms()
+  end
 end
 local anon_prefix = 'anon' .. sep
 
@@ -86,6 +89,9 @@ local function refusal(kind, who, n, address)
     if banned[who] then
       return -1
     end
+  end
+  if not limits[3] then  -- bans only: rate limits are off
+    return 0
   end
   local checks = {}
   local interval, tolerance, action = limits[3], limits[4], 'like:'

@@ -42,6 +42,8 @@ def from_http_exception(exc: HTTPException) -> Response:
     headers = {}
     if status == 405 and getattr(exc, "valid_methods", None):
         headers["Allow"] = ", ".join(exc.valid_methods)
+    if status == 413:
+        headers["Connection"] = "close"
     return problem(status, exc.name, exc.description or exc.name, code=code, headers=headers)
 
 

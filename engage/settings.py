@@ -139,6 +139,7 @@ class Settings:
                 out[secret] = "***"
         for key in ("database_url", "redis_url"):
             out[key] = _redact_url(out[key])
+        out["webhook_urls"] = ",".join(_redact_webhook_url(u) for u in self.webhook_endpoints)
         return out
 
 
@@ -149,6 +150,13 @@ def _redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+def _redact_webhook_url(url: str) -> str:
+    """A webhook URL without its password or query string (either may hold a
+    credential)."""
+    base, query, _ = _redact_url(url).partition("?")
+    return base + ("?***" if query else "")
 
 
 def _coerce(name: str, kind: type, value: Any) -> Any:

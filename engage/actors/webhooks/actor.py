@@ -28,6 +28,9 @@ from engage.store.events import EventLog
 from engage.store.webhooks import Delivery, PostgresWebhooks
 
 log = logging.getLogger(__name__)
+# httpx logs every request's whole URL at INFO, a webhook URL's password and
+# query string (often a token) included; _post logs outcomes with redact_url.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 WEBHOOK_GROUP = "webhooks"
 WEBHOOK_MAILBOX_SIZE = 16

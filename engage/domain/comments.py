@@ -29,7 +29,8 @@ def validate_body(body: object, max_chars: int) -> str:
 def parse_comment_id(value: object) -> int:
     """Comment ids are positive integers, carried as strings in the API."""
     text = str(value)
-    if not text.isdigit() or len(text) > 18 or int(text) <= 0:
+    # ASCII only: str.isdigit() also accepts "²" and "①", which int() refuses.
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) <= 0:
         raise ValidationError("comment id must be a positive integer string",
                               code="invalid_comment_id")
     return int(text)

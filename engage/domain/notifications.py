@@ -303,8 +303,9 @@ def validate_notification_page(limit: object) -> int:
 def parse_notification_id(value: object) -> int:
     """Notification ids are positive integers, carried as strings."""
     text = str(value)
-    if not isinstance(value, (str, int)) or isinstance(value, bool) or not text.isdigit() \
-            or len(text) > _MAX_ID_DIGITS or int(text) <= 0:
+    # ASCII only: str.isdigit() also accepts "²" and "①", which int() refuses.
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or not text.isascii() \
+            or not text.isdigit() or len(text) > _MAX_ID_DIGITS or int(text) <= 0:
         raise ValidationError("notification id must be a positive integer string",
                               code="invalid_notification_id")
     return int(text)

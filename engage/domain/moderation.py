@@ -275,15 +275,17 @@ def parse_ban(body: dict) -> tuple[int, str]:
         raise ValidationError(f"seconds must be an integer from 1 to {MAX_BAN_SECONDS}",
                               code="invalid_seconds")
     reason = body.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > MAX_BAN_REASON:
-        raise ValidationError(f"reason must be a string of at most {MAX_BAN_REASON} characters",
-                              code="invalid_reason")
+    if not isinstance(reason, str) or len(reason) > MAX_BAN_REASON or "\x00" in reason:
+        raise ValidationError(f"reason must be a string of at most {MAX_BAN_REASON} characters "
+                              f"(no NUL)", code="invalid_reason")
     return seconds, reason.strip()
 
 
 def validate_user_id(user: str) -> str:
-    if not 1 <= len(user) <= MAX_USER_ID:
-        raise ValidationError(f"user ids are 1-{MAX_USER_ID} characters", code="invalid_user")
+    # No NUL: Postgres text cannot hold it (no token's sub can be stored with one).
+    if not 1 <= len(user) <= MAX_USER_ID or "\x00" in user:
+        raise ValidationError(f"user ids are 1-{MAX_USER_ID} characters, without NUL",
+                              code="invalid_user")
     return user
 
 

@@ -19,6 +19,7 @@ from engage.domain.content import (
     parse_publish_fields,
     validate_content_page,
 )
+from engage.errors import ValidationError
 from engage.store.keys import Keys
 from engage.store.publishing import PublishStream
 from engage.system import System
@@ -44,6 +45,8 @@ def register(app: QuartTrio, system: System) -> None:
     @app.get("/v1/content")
     async def list_content():
         author = request.args.get("author") or None
+        if author is not None and "\x00" in author:  # Postgres text cannot hold NUL
+            raise ValidationError("author must not contain NUL", code="invalid_author")
         limit = validate_content_page(request.args.get("limit"))
         cursor = request.args.get("cursor")
         after = decode_content_cursor(cursor) if cursor else None

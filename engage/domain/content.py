@@ -78,6 +78,11 @@ def parse_publish_event(fields: dict[str, str], *, now: datetime | None = None) 
                                   code="invalid_publish_event") from None
         if published_at.tzinfo is None:
             published_at = published_at.replace(tzinfo=timezone.utc)
+        try:  # stored and shown in UTC: 0001-01-01T00:00+01:00 has no UTC datetime
+            published_at.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("'published_at' is out of range in UTC",
+                                  code="invalid_publish_event") from None
     raw_tags = fields.get("tags") or ""
     if not isinstance(raw_tags, str):
         raise ValidationError("'tags' must be a comma-separated string",

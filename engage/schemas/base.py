@@ -29,6 +29,7 @@ FIELD_CODES = {
     "events": "invalid_body", "seconds": "invalid_seconds", "reason": "invalid_reason",
 }
 
+TOO_DEEP = "the document is nested too deeply"
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
 _AT_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
 _MISSING = re.compile(r"missing required field `([^`]*)`")
@@ -64,6 +65,8 @@ def decode_json(raw: bytes | str, schema: type[T], *, default_code: str = "inval
         raise ValidationError(f"malformed JSON: {exc}", code="malformed_json") from None
     except UnicodeDecodeError:
         raise ValidationError("the body is not valid UTF-8", code="malformed_json") from None
+    except RecursionError:  # msgspec's nesting limit, inside a list[Any] for one
+        raise ValidationError(TOO_DEEP, code=default_code) from None
 
 
 def decode_msgpack(raw: bytes, schema: type[T], *, default_code: str = "invalid_body") -> T:
@@ -74,6 +77,8 @@ def decode_msgpack(raw: bytes, schema: type[T], *, default_code: str = "invalid_
         raise error_from(exc, default_code) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ValidationError(f"malformed msgpack: {exc}", code="malformed") from None
+    except RecursionError:
+        raise ValidationError(TOO_DEEP, code=default_code) from None
 
 
 def loose(raw: bytes | str, msgpack: bool = False) -> Any:
@@ -81,5 +86,5 @@ def loose(raw: bytes | str, msgpack: bool = False) -> Any:
     echoing a ``ref`` from a frame that failed its schema)."""
     try:
         return msgspec.msgpack.decode(raw) if msgpack else msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError, RecursionError):
         return None

@@ -3,6 +3,8 @@
 Each module has ``register(app, system)``; ``create_app`` calls them in order.
 """
 
-from engage.routes import moderation, notifications, publishing
+from engage.routes import moderation, notifications, openapi, publishing
 
-MODULES: list = [publishing.register, notifications.register, moderation.register]
+#: ``openapi`` last: it checks that the document covers every route registered before it.
+MODULES: list = [publishing.register, notifications.register, moderation.register,
+                 openapi.register]

@@ -80,7 +80,8 @@ def verify(header: str, body: bytes, secrets: list[str],
     parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
     stamps = [v.strip() for k, v in parts if k.strip() == "t"]
     macs = [v.strip() for k, v in parts if k.strip() == "v1"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or not macs or not secrets:
+    stamp_ok = len(stamps) == 1 and stamps[0].isascii() and stamps[0].isdigit()
+    if not stamp_ok or not macs or not secrets:
         return False
     timestamp = int(stamps[0])
     if abs((time.time() if now is None else now) - timestamp) > tolerance:

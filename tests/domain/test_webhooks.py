@@ -21,6 +21,7 @@ def test_signature_verifies_and_rejects_tampering():
     assert not verify(header, body, ["other"], now=1_700_000_010)
     assert not verify(header, body, ["s1"], now=1_700_001_000)  # too old
     assert not verify("garbage", body, ["s1"], now=1_700_000_000)
+    assert not verify("t=\u00b2," + header.split(",", 1)[1], body, ["s1"], now=2)  # not ASCII
 
 
 def test_rotation_signs_with_every_secret():

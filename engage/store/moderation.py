@@ -78,7 +78,7 @@ class PostgresModeration:
 
     async def standing(self, user: str) -> Standing:
         """``user``'s ban in force, if any, and whether they are trusted: one query."""
-        return await self._call(self._aio_standing, user)
+        return (await self.standings([user]))[user]
 
     async def standings(self, users: Sequence[str]) -> dict[str, Standing]:
         """:meth:`standing` of several users in one query (a batch of comments)."""
@@ -118,16 +118,6 @@ class PostgresModeration:
             row = await conn.fetchrow(
                 f"SELECT {_BAN_COLUMNS} FROM bans WHERE user_id = $1 AND until > now()", user)
         return None if row is None else _ban(row)
-
-    async def _aio_standing(self, user: str) -> Standing:
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            row = await conn.fetchrow(
-                "SELECT b.user_id, b.until, b.reason, b.banned_by, b.created_at, "
-                "EXISTS (SELECT 1 FROM trusted_commenters WHERE user_id = $1) AS trusted "
-                "FROM (SELECT 1) one "
-                "LEFT JOIN bans b ON b.user_id = $1 AND b.until > now()", user)
-        ban = _ban(row) if row["user_id"] is not None else None
-        return Standing(ban, row["trusted"])
 
     async def _aio_standings(self, users: list[str]) -> dict[str, Standing]:
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:

@@ -8,6 +8,7 @@ Layout::
                             each register(app, system)
     engage/web.py           request helpers shared by route modules (identity, bodies, address)
     engage/schemas/         msgspec structs for every HTTP body and WebSocket op (strict decoding)
+    engage/openapi/         the OpenAPI document: route table, response structs, builder
     engage/limits.py        the configured rate limits (enforced in Redis: store/ratelimit.py,
                             and inside apply.lua for likes/views)
     engage/ws/              WebSocket: frames built once, a lean frame reader, transport

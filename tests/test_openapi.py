@@ -1,4 +1,4 @@
-"""The OpenAPI document (engage/openapi.py) covers the app and is served."""
+"""The OpenAPI document (engage/openapi/) covers the app and is served."""
 
 from __future__ import annotations
 

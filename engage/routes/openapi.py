@@ -1,6 +1,6 @@
 """``GET /openapi.json``: the OpenAPI 3.1 document of the HTTP API.
 
-Built once, when the app is made (engage/openapi.py holds the route table),
+Built once, when the app is made (engage/openapi/ holds the route table),
 and served as the same bytes every time. Routes the table does not cover are
 logged at start-up (tests/test_openapi.py fails on them).
 """
@@ -29,5 +29,5 @@ def register(app: QuartTrio, system: System) -> None:
 
     missing = openapi.undocumented(app.url_map.iter_rules(), document)
     if missing:
-        log.warning("routes missing from /openapi.json (engage/openapi.py): %s",
+        log.warning("routes missing from /openapi.json (engage/openapi/): %s",
                     ", ".join(missing))

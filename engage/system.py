@@ -163,11 +163,7 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
         rate_per_minute=settings.notify_rate_per_minute)
     connections = ConnectionDirectory(
         ConnectionContext(content=content, router=router.ref, history=stores.history,
-                          settings=settings, applause_cap=settings.applause_cap,
-                          comment_max_chars=settings.comment_max_chars,
-                          max_subscriptions=settings.max_subscriptions,
-                          history_size=settings.history_size,
-                          auth_grace=settings.ws_auth_grace, limiter=limiter, limits=limits),
+                          settings=settings, limiter=limiter, limits=limits),
         max_connections=settings.max_connections, ping_interval=settings.ws_ping_interval,
         idle_timeout=settings.ws_idle_timeout)
     webhooks = WebhookActor(

@@ -93,14 +93,14 @@ class ConnectionActor:
         """Called by the directory about once a second with the wall-clock time.
 
         Once the token has expired the client hears so (an ``error`` frame
-        with code ``token_expired``) and has ``auth_grace`` seconds to send
+        with code ``token_expired``) and has ``ws_auth_grace`` seconds to send
         ``{"op": "auth"}`` with a fresh one; its writes are refused meanwhile.
         After that the socket is closed with ``TOKEN_EXPIRED_CLOSE``.
         """
         identity = self.identity
         if identity is None or identity.expires_at is None or now < identity.expires_at:
             return
-        grace = self.context.auth_grace
+        grace = self.context.settings.ws_auth_grace
         if now >= identity.expires_at + grace:
             self.stop(TOKEN_EXPIRED_CLOSE, "token expired; reconnect with a fresh one")
         elif not self._expiry_told:
@@ -232,7 +232,7 @@ class ConnectionActor:
         interaction = make_op(kind, user=user,
                               viewer=op.viewer if isinstance(op, ops.View) else None,
                               count=op.count if isinstance(op, ops.Applaud) else None,
-                              cap=self.context.applause_cap, address=self.address)
+                              cap=self.context.settings.applause_cap, address=self.address)
         while self._in_flight >= MAX_IN_FLIGHT:
             self._room = trio.Event()
             await self._room.wait()
@@ -271,7 +271,7 @@ class ConnectionActor:
         user = self._writer()
         if user is None:
             raise Unauthorized('sign in to comment (send {"op": "auth"} first)')
-        body = validate_body(op.body, self.context.comment_max_chars)
+        body = validate_body(op.body, self.context.settings.comment_max_chars)
         parent_id = None if op.parent is None else parse_comment_id(op.parent)
         limits = self.context.limits
         if limits is not None and self.context.limiter is not None:
@@ -317,10 +317,11 @@ class ConnectionActor:
         Then ``subscribed``, the missed events (if recovered), and ``Ready``.
         """
         target = self._target(op)
+        settings = self.context.settings
         if target.subject not in self.subscriptions and \
-                len(self.subscriptions) >= self.context.max_subscriptions:
+                len(self.subscriptions) >= settings.max_subscriptions:
             raise ValidationError(
-                f"at most {self.context.max_subscriptions} subscriptions per connection",
+                f"at most {settings.max_subscriptions} subscriptions per connection",
                 code="too_many_subscriptions")
         watching = await self.context.router.ask(Subscribe(target.subject, self), OP_TIMEOUT)
         self.subscriptions.add(target.subject)
@@ -336,7 +337,7 @@ class ConnectionActor:
             offset, epoch = await self.context.history.position(target.subject)
         else:
             recovery = await self.context.history.recover(
-                target.subject, op.since.offset, op.since.epoch, self.context.history_size)
+                target.subject, op.since.offset, op.since.epoch, settings.history_size)
             offset, epoch = recovery.offset, recovery.epoch
         recovered = bool(recovery and recovery.recovered)
         self._send({"type": "subscribed", "ref": op.ref, target.key: target.value, **state,

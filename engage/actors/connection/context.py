@@ -28,11 +28,6 @@ class ConnectionContext:
     router: ActorRef
     history: RedisHistory
     settings: Settings
-    applause_cap: int
-    comment_max_chars: int
-    max_subscriptions: int
-    history_size: int
-    auth_grace: float
     limiter: RedisRateLimiter | None = None
     limits: RateLimits | None = None
 

@@ -277,10 +277,8 @@ class ContentActor:
                 continue
             comment, parent_author = result
             if comment.visible:
-                public = comment.public()
-                events.append((self.subject, "comment", public, self.content_id, 1, (
-                    "comment.created", {"content": self.content_id, "comment": public,
-                                        "parent_author": parent_author})))
+                events.append((self.subject, "comment", comment.public(), self.content_id, 1,
+                               self._created(comment, parent_author)))
             answers.append((envelope, comment))
         if events:
             await self.history.publish_many(events)
@@ -371,10 +369,13 @@ class ContentActor:
         event_log = None
         if announce:
             parent = await self.comments.get(comment.parent) if comment.parent else None
-            event_log = ("comment.created", {
-                "content": self.content_id, "comment": comment.public(),
-                "parent_author": parent.author if parent else None})
+            event_log = self._created(comment, parent.author if parent else None)
         await self._publish("comment", comment.public(), 1, event_log)
+
+    def _created(self, comment: Comment, parent_author: str | None) -> tuple[str, dict]:
+        """The event-log entry announcing a comment (notifications, webhooks)."""
+        return ("comment.created", {"content": self.content_id, "comment": comment.public(),
+                                    "parent_author": parent_author})
 
     async def _disappeared(self, comment: Comment) -> None:
         """Take a comment that was visible out of live views (its body is not

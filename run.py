@@ -1,7 +1,7 @@
 """Run Engage: ``python run.py [--host H] [--port P] [--config FILE]``.
 
-This file owns the root nursery. The supervisor tree and hypercorn's trio
-server run side by side in it. On SIGINT or SIGTERM the HTTP server stops
+This file owns the root nursery. The supervisor tree and the front door
+(HTTP and WebSocket on one port, engage/ws/frontdoor.py) run side by side in it. On SIGINT or SIGTERM the HTTP server stops
 first, then the supervisor stops its children in reverse order, which ends
 with a final flush to Postgres.
 """
@@ -17,13 +17,13 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 
 from engage.errors import ConfigError, EngageError
 from engage.http import create_app
+from engage.http1 import connection_capacity, raise_descriptor_limit
 from engage.settings import Settings, load_settings
 from engage.system import System, build_system, open_stores
-from engage.ws import serve_front
+from engage.ws import FrontConfig, serve_front
 from engage.ws.endpoint import handle_websocket
 
 log = logging.getLogger("engage")
@@ -37,14 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def hypercorn_config(settings: Settings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.backlog = settings.backlog  # the default 100 makes 1,000 connects take seconds
-    config.graceful_timeout = settings.shutdown_timeout
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    return config
+def front_config(settings: Settings) -> FrontConfig:
+    """The front door for ``settings``, its connection cap fitted to the descriptor limit."""
+    pools = settings.redis_pool_size + settings.database_pool_size
+    return FrontConfig.from_settings(settings,
+                                     connection_capacity(settings.max_connections, pools))
 
 
 async def main(settings: Settings) -> None:
@@ -81,12 +78,9 @@ async def main(settings: Settings) -> None:
 
 async def serve(system: System, app, shutdown_trigger, *,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """HTTP (hypercorn, quart-trio) and WebSocket (``/v1/ws``) on one port."""
-    settings = system.settings
-    await serve_front(app, hypercorn_config(settings), partial(handle_websocket, system),
-                      shutdown_trigger=shutdown_trigger,
-                      max_message_bytes=settings.ws_max_message_bytes,
-                      max_outbox_bytes=settings.ws_outbox_bytes, task_status=task_status)
+    """HTTP (our HTTP/1.1 server, then quart-trio) and WebSocket (``/v1/ws``) on one port."""
+    await serve_front(app, front_config(system.settings), partial(handle_websocket, system),
+                      shutdown_trigger=shutdown_trigger, task_status=task_status)
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:
@@ -106,6 +100,7 @@ def cli(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_descriptor_limit()  # one descriptor per connection: take what the system allows
     try:
         trio.run(partial(main, settings))
     except EngageError as exc:

@@ -11,9 +11,11 @@ Layout::
     engage/openapi/         the OpenAPI document: route table, response structs, builder
     engage/limits.py        the configured rate limits (enforced in Redis: store/ratelimit.py,
                             and inside apply.lua for likes/views)
+    engage/http1/           our HTTP/1.1 server on trio (httptools): keep-alive, pipelining,
+                            deadlines, connection caps; the ASGI bridge to quart-trio
     engage/ws/              WebSocket: frames built once, a lean frame reader, transport
                             (direct reads and writes + bounded outbox), front door (one port:
-                            upgrades here, HTTP to hypercorn), endpoint (Origin/token/rate
+                            upgrades here, HTTP to engage/http1), endpoint (Origin/token/rate
                             checks -> connection actor)
     engage/wire.py          JSON / msgpack frames, SharedFrame (encode once per wire format)
     engage/supervisor.py    OTP-style Supervisor / DynamicSupervisor, ChildSpec, restart budget

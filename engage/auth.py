@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
-from engage.errors import ConfigError, Unauthorized
+from engage.domain.text import check_text
+from engage.errors import ConfigError, Unauthorized, ValidationError
 from engage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -427,6 +428,10 @@ def _subject(claims: dict) -> str:
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID:
         raise Unauthorized(f"token 'sub' must be a string of 1-{MAX_USER_ID} characters",
                            code="invalid_token")
+    try:  # the user id is shown as the author's name: the same text rules as a comment
+        check_text(sub, "sub", max_chars=MAX_USER_ID, multiline=False)
+    except ValidationError as exc:
+        raise Unauthorized(f"token 'sub': {exc.detail}", code="invalid_token") from None
     return sub
 
 

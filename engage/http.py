@@ -33,9 +33,10 @@ from engage.web import ok
 from engage.web import REQUEST_TIMEOUT
 #: Seconds ``/readyz`` gives each store to answer.
 READY_TIMEOUT = 2.0
-#: The demo page runs only our own scripts; comment text can never execute.
+#: The demo page runs only our own scripts; comment text can never execute. It
+#: talks only to its own origin: CSP 3 lets 'self' match ws:/wss: on the same host.
 DEMO_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
             "frame-ancestors 'self'")
 
 
@@ -136,13 +137,15 @@ def create_app(system: System) -> QuartTrio:
         if not 1 <= len(body) <= settings.events_max_batch:
             raise ValidationError(f"send 1-{settings.events_max_batch} events per batch",
                                   code="batch_size")
+        address = web.client_ip(settings)
         if system.limits is not None:
-            await system.limiter.enforce(
-                system.limits.events_limits(web.client_ip(settings), len(body)), "event")
-        return ok({"results": await _ingest(body, user_id())})
+            await system.limiter.enforce(system.limits.events_limits(address, len(body)),
+                                         "event")
+        # Each event counts against its sender's limits like the single routes.
+        return ok({"results": await _ingest(body, user_id(), address)})
 
-    async def _ingest(events: list, user: str | None) -> list[dict]:
-        groups, errors = parse_events(events, user=user, cap=cap)
+    async def _ingest(events: list, user: str | None, address: str) -> list[dict]:
+        groups, errors = parse_events(events, user=user, cap=cap, address=address)
         results: list[dict | None] = [errors.get(i) for i in range(len(events))]
         replies = []
         for content_id, items in groups.items():

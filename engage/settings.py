@@ -58,6 +58,11 @@ class Settings:
     presence_refresh: float = 5.0
     presence_ttl: float = 30.0
     max_connections: int = 50000
+    max_connections_per_ip: int = 1000
+    http_keep_alive_timeout: float = 5.0
+    http_request_timeout: float = 10.0
+    ws_max_fragments: int = 64
+    ws_message_timeout: float = 10.0
     publish_max_deliveries: int = 5
     publish_claim_idle: float = 30.0
     notify_coalesce_window: float = 10.0

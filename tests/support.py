@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -84,8 +85,11 @@ def server_env(database_url: str, redis_url: str, redis_prefix: str, jwt_secret:
 class ServerProcess:
     """``python run.py`` as a child process, for restart and kill -9 tests."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], port: int | None = None, *,
+                 max_files: int | None = None) -> None:
         self.port = port or free_port()
+        #: RLIMIT_NOFILE (soft and hard) for the child, e.g. to starve it of descriptors.
+        self.max_files = max_files
         self.env = {**os.environ, **env, "ENGAGE_PORT": str(self.port),
                     "ENGAGE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen | None = None
@@ -96,9 +100,16 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
+        max_files = self.max_files
+
+        def limit_files() -> None:
+            if max_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run.py")], cwd=ROOT, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=limit_files if max_files is not None else None)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:

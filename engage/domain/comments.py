@@ -129,7 +129,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, comment_id = raw.split(":")
         moment = datetime.fromtimestamp(int(micros) / 1_000_000, tz=timezone.utc)
-        return moment, int(comment_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
+        # Bounded like any comment id: a larger one would reach Postgres (bigint) and fail there.
+        return moment, parse_comment_id(comment_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError,
+            ValidationError):
         raise ValidationError("cursor is not one this server issued",
                               code="invalid_cursor") from None

@@ -1,7 +1,9 @@
 """Parsing a ``/v1/events`` batch: plain code, no I/O, fast on the common case.
 
 A batch is up to ``events_max_batch`` interactions; each gets its own result.
-Invalid items are answered individually and never stop the rest.
+Invalid items are answered individually and never stop the rest. Every op
+carries the sender's address, so each event counts against the same
+per-user and per-address limits as the single routes (docs/rate-limits.md).
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from engage.domain.counters import Op, make_op, validate_content_id
 from engage.errors import ClientError, ValidationError
 
 EVENT_FIELDS = frozenset({"type", "content", "count", "viewer"})
-_ANONYMOUS_VIEW = Op("view")
 
 
-def parse_events(events: list, *, user: str | None,
-                 cap: int) -> tuple[dict[str, list[tuple[int, Op]]], dict[int, dict]]:
+def parse_events(events: list, *, user: str | None, cap: int,
+                 address: str = "") -> tuple[dict[str, list[tuple[int, Op]]], dict[int, dict]]:
     """Validate each event and group the good ones by content id, in order.
+
+    Args:
+        events: the batch as decoded.
+        user: the signed-in sender, if any.
+        cap: the applause cap.
+        address: the sender's address (its limits apply to every event).
 
     Returns:
         ``(groups, errors)``: content id -> ``[(index, op), ...]``, and
@@ -24,7 +31,7 @@ def parse_events(events: list, *, user: str | None,
     groups: dict[str, list[tuple[int, Op]]] = {}
     errors: dict[int, dict] = {}
     seen_ids: set[str] = set()
-    plain_view = _ANONYMOUS_VIEW if user is None else Op("view", user)
+    plain_view = Op("view", user or "", 1, address)
     for i, event in enumerate(events):
         try:
             if type(event) is not dict:
@@ -41,7 +48,7 @@ def parse_events(events: list, *, user: str | None,
                 op = plain_view  # the common case: no viewer id, no count
             else:
                 op = make_op(event.get("type"), user=user, viewer=event.get("viewer"),
-                             count=event.get("count"), cap=cap)
+                             count=event.get("count"), cap=cap, address=address)
         except ClientError as exc:
             errors[i] = {"ok": False, "status": exc.status, "code": exc.code,
                          "detail": exc.detail}

@@ -2,8 +2,11 @@
 
 Valid Unicode that can be stored and sent on (no lone surrogates, which JSON's
 ``\\ud800`` escapes can smuggle in and which Postgres and UTF-8 encoders
-refuse), no control characters other than newline and tab, and a length limit
-counted in characters.
+refuse), no control characters other than newline and tab, no bidirectional
+embedding, override or isolate controls (they let a comment or a name display
+as something other than what it is: "Trojan Source", CVE-2021-42574), and a
+length limit counted in characters. The plain direction marks (LRM, RLM, ALM)
+stay allowed: right-to-left writers need them, and they reorder nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 #: break JavaScript string literals and some renderers).
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_OR_NEWLINE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: LRE, RLE, PDF, LRO, RLO and LRI, RLI, FSI, PDI.
+_BIDI_CONTROL_RE = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 
 def check_text(value: object, field: str, *, max_chars: int, multiline: bool = True,
@@ -49,5 +54,9 @@ def check_text(value: object, field: str, *, max_chars: int, multiline: bool = T
     if (_CONTROL_RE if multiline else _CONTROL_OR_NEWLINE_RE).search(value):
         allowed = "other than newline and tab " if multiline else ""
         raise ValidationError(f"{field} must not contain control characters {allowed}".strip(),
+                              code="invalid_characters")
+    if _BIDI_CONTROL_RE.search(value):
+        raise ValidationError(f"{field} must not contain bidirectional override, embedding or "
+                              f"isolate characters (U+202A-U+202E, U+2066-U+2069)",
                               code="invalid_characters")
     return value

@@ -147,7 +147,7 @@ class RedisCounterCache(RedisStore):
         wait = refused / 1000
         rate = self.limits.view if op.kind == "view" else self.limits.like  # type: ignore[union-attr]
         noun = "view" if op.kind == "view" else "interaction"
-        return TooManyRequests(f"too many: at most {rate.describe(noun)}; retry in {wait:.1f} s",
+        return TooManyRequests(f"too many: {rate.describe(noun)}; retry in {wait:.1f} s",
                                retry_after=wait)
 
     async def _aio_publish_counts(self, content_ids):

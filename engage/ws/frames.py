@@ -34,7 +34,9 @@ GOING_AWAY = 1001
 PROTOCOL_ERROR = 1002
 #: Never sent: a peer that vanished without a close frame.
 ABNORMAL_CLOSURE = 1006
-#: A message was larger than the connection's ``max_message_bytes``.
+#: The peer broke a rule of ours (a fragmented message not finished in time).
+POLICY_VIOLATION = 1008
+#: A message was larger than the connection's ``max_message_bytes`` or in too many frames.
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 #: The client read too slowly and its bounded outbox overflowed.

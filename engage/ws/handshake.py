@@ -1,7 +1,7 @@
 """The HTTP side of a WebSocket: parsing the request head, plain HTTP replies.
 
 The front door reads the request head itself (it has to, to decide whether a
-connection is a WebSocket upgrade or ordinary HTTP for hypercorn). wsproto
+connection is a WebSocket upgrade or ordinary HTTP for engage.http1). wsproto
 then validates the upgrade and builds the ``101`` reply; the refusals
 (``400``, ``403``, ``426``, ``431``...) are written here, all as
 ``application/problem+json`` with ``Connection: close``.
@@ -82,6 +82,7 @@ def http_response(status: int, body: bytes = b"", *, content_type: str = PROBLEM
              f"Content-Type: {content_type}",
              f"Content-Length: {len(body)}",
              "Connection: close",
+             "X-Content-Type-Options: nosniff",
              *(f"{name}: {value}" for name, value in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 

@@ -13,7 +13,11 @@ a fragmented message, text is valid UTF-8, close codes are ones a peer may
 send. A violation raises :class:`ProtocolViolation` carrying the close code
 to answer with (1002, 1007 or 1009). The message size limit is checked
 against the declared length, before the payload is buffered, so a peer can
-never make us hold more than ``max_message_bytes`` plus one read.
+never make us hold more than ``max_message_bytes`` plus one read. A
+fragmented message is also bounded in frames (``max_fragments``: empty
+continuation frames cost no bytes but cost work) and its fragments are joined
+into one buffer as they come, not kept as a list of pieces; the transport
+bounds it in time (:attr:`FrameReader.fragmenting`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from engage.ws.frames import (MAX_CONTROL_PAYLOAD, MESSAGE_TOO_BIG, OP_BINARY, O
                               OP_PING, OP_PONG, OP_TEXT, PROTOCOL_ERROR)
 
 OP_CONTINUATION = 0x0
+#: Most frames one message may be split into (1009 beyond).
+DEFAULT_MAX_FRAGMENTS = 64
+#: Seconds a fragmented message may take from its first frame to its last (1008 beyond).
+DEFAULT_MESSAGE_TIMEOUT = 10.0
 #: A text message that is not valid UTF-8 (RFC 6455 7.4.1).
 INVALID_PAYLOAD = 1007
 #: The close code a close frame without a body stands for; never sent.
@@ -77,21 +85,30 @@ class FrameReader:
     Args:
         max_message_bytes: a longer message (all its fragments together)
             is a 1009 violation.
+        max_fragments: a message in more frames than this is a 1009 violation.
 
     Attributes:
         closed: True once the peer's close frame was read; later bytes are ignored.
     """
 
-    __slots__ = ("max_message_bytes", "_buf", "_pos", "_opcode", "_parts", "_size", "closed")
+    __slots__ = ("max_message_bytes", "max_fragments", "_buf", "_pos", "_opcode", "_partial",
+                 "_fragments", "closed")
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int,
+                 max_fragments: int = DEFAULT_MAX_FRAGMENTS) -> None:
         self.max_message_bytes = max_message_bytes
+        self.max_fragments = max_fragments
         self._buf = b""
         self._pos = 0
         self._opcode: int | None = None  # of the fragmented message being read
-        self._parts: list[bytes] = []
-        self._size = 0
+        self._partial = bytearray()  # its fragments so far, joined in place
+        self._fragments = 0
         self.closed = False
+
+    @property
+    def fragmenting(self) -> bool:
+        """True while a fragmented message has begun and not ended."""
+        return self._opcode is not None
 
     def feed(self, data: bytes) -> None:
         """Add bytes read from the socket."""
@@ -159,7 +176,10 @@ class FrameReader:
                 raise ProtocolViolation(PROTOCOL_ERROR, "new message inside a fragmented one")
         else:
             raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
-        if self._size + n > self.max_message_bytes:
+            if self._fragments >= self.max_fragments:
+                raise ProtocolViolation(MESSAGE_TOO_BIG,
+                                        f"message in more than {self.max_fragments} frames")
+        if len(self._partial) + n > self.max_message_bytes:
             raise ProtocolViolation(MESSAGE_TOO_BIG,
                                     f"message larger than {self.max_message_bytes} bytes")
 
@@ -167,14 +187,14 @@ class FrameReader:
         if opcode != OP_CONTINUATION:
             self._opcode = opcode
         if not fin:
-            self._parts.append(payload)
-            self._size += len(payload)
+            self._partial += payload
+            self._fragments += 1
             return None
-        if self._parts:
-            self._parts.append(payload)
-            payload = b"".join(self._parts)
-            self._parts = []
-            self._size = 0
+        if self._fragments:
+            self._partial += payload
+            payload = bytes(self._partial)
+            self._partial = bytearray()
+            self._fragments = 0
         opcode, self._opcode = self._opcode, None
         if opcode == OP_BINARY:
             return payload

@@ -23,11 +23,13 @@ from wsproto import WSConnection
 from wsproto.events import AcceptConnection, Request
 
 from engage.errors import WebSocketClosed
-from engage.ws.frames import (ABNORMAL_CLOSURE, NORMAL_CLOSURE,
+from engage.netio import recv_nowait, recv_wait
+from engage.ws.frames import (ABNORMAL_CLOSURE, NORMAL_CLOSURE, POLICY_VIOLATION,
                               SLOW_CONSUMER_CLOSE, close_frame, ping_frame, pong_frame)
 from engage.ws.handshake import PROBLEM_JSON, RequestHead, http_response
 from engage.ws.outbox import DEFAULT_MAX_OUTBOX_BYTES, FrameWriter
-from engage.ws.reader import Close, FrameReader, Ping, ProtocolViolation
+from engage.ws.reader import (DEFAULT_MAX_FRAGMENTS, DEFAULT_MESSAGE_TIMEOUT, Close,
+                              FrameReader, Ping, ProtocolViolation)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 #: Seconds :meth:`WebSocketConnection.close` may take before it drops the socket.
@@ -76,13 +78,16 @@ class WebSocketConnection(FrameWriter):
     __slots__ = ("_target", "headers", "subprotocols", "subprotocol", "_handshake",
                  "_trailing", "_reader", "shutting_down", "max_message_bytes", "_state",
                  "_receiving", "_recv_done", "_direct_reads", "last_seen",
-                 "close_code", "close_reason", "_closed_exc")
+                 "close_code", "close_reason", "_closed_exc", "max_fragments",
+                 "message_timeout", "_message_started")
 
     def __init__(self, stream: trio.SocketStream, raw: socket.socket, head: RequestHead,
                  handshake: WSConnection, request: Request, trailing: bytes, *,
                  nursery: trio.Nursery, shutting_down: trio.Event | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES) -> None:
+                 max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
+                 max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+                 message_timeout: float = DEFAULT_MESSAGE_TIMEOUT) -> None:
         super().__init__(stream, raw, nursery, max_outbox_bytes)
         self._target = request.target
         self.headers = head.headers
@@ -93,6 +98,10 @@ class WebSocketConnection(FrameWriter):
         self._reader: FrameReader | None = None
         self.shutting_down = shutting_down if shutting_down is not None else trio.Event()
         self.max_message_bytes = max_message_bytes
+        self.max_fragments = max_fragments
+        self.message_timeout = message_timeout
+        #: When the fragmented message being read began (None: none is).
+        self._message_started: float | None = None
         self._state = CONNECTING
         self._receiving = False
         self._recv_done: trio.Event | None = None
@@ -151,7 +160,7 @@ class WebSocketConnection(FrameWriter):
             raise ValueError(f"subprotocol {subprotocol!r} was not offered")
         reply = self._handshake.send(AcceptConnection(subprotocol=subprotocol))
         self._handshake = None
-        self._reader = FrameReader(self.max_message_bytes)
+        self._reader = FrameReader(self.max_message_bytes, self.max_fragments)
         self._reader.feed(self._trailing)
         self._trailing = b""
         self.subprotocol = subprotocol
@@ -248,21 +257,12 @@ class WebSocketConnection(FrameWriter):
         if self._direct_reads >= DIRECT_READS_PER_YIELD:
             self._direct_reads = 0
             await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                data = self._raw.recv(RECV_BYTES)
-            except BlockingIOError:
-                pass
-            except OSError:
-                return b""
-            else:
-                self._direct_reads += 1
-                return data
-            self._direct_reads = 0
-            try:
-                await trio.lowlevel.wait_readable(self._raw)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return b""
+        data = recv_nowait(self._raw, RECV_BYTES)
+        if data is not None:
+            self._direct_reads += 1
+            return data
+        self._direct_reads = 0
+        return await recv_wait(self._raw, RECV_BYTES)
 
     def _stop_receiving(self) -> None:
         self._receiving = False
@@ -276,7 +276,12 @@ class WebSocketConnection(FrameWriter):
         await self._recv_done.wait()
 
     def _next_message(self) -> str | bytes | None:
-        """Process buffered frames; a finished message, or None for more data."""
+        """Process buffered frames; a finished message, or None for more data.
+
+        A fragmented message must end within ``message_timeout`` of its first
+        frame (1008): a peer trickling empty fragments keeps the socket busy
+        and never reaches the size limit.
+        """
         assert self._reader is not None
         while True:
             try:
@@ -284,6 +289,7 @@ class WebSocketConnection(FrameWriter):
             except ProtocolViolation as violation:
                 self._fail(violation.code, violation.reason)
             if event is None:
+                self._check_message_time()
                 return None
             if isinstance(event, (str, bytes)):
                 if self._close_code_sent():
@@ -296,6 +302,16 @@ class WebSocketConnection(FrameWriter):
             elif isinstance(event, Close):
                 self._on_close(event)
             # a Pong only proves the peer is alive: last_seen is already updated
+
+    def _check_message_time(self) -> None:
+        assert self._reader is not None
+        if not self._reader.fragmenting:
+            self._message_started = None
+        elif self._message_started is None:
+            self._message_started = trio.current_time()
+        elif trio.current_time() - self._message_started > self.message_timeout:
+            self._fail(POLICY_VIOLATION, f"message not finished within "
+                                         f"{self.message_timeout:g} s")
 
     def _on_close(self, event: Close) -> None:
         if self._close_code_sent():  # the peer's reply to our close

@@ -11,6 +11,12 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def settings(settings):
+    """Thousands of sockets from 127.0.0.1: no per-address connection cap."""
+    return settings.replace(max_connections_per_ip=0)
+
+
 def _url(server: str) -> str:
     return server.replace("http://", "ws://") + "/v1/ws"
 

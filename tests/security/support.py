@@ -77,18 +77,20 @@ class LiveServer:
 
 @contextmanager
 def live_server(*, jwt_secret: str = JWT_SECRET, database_url: str | None = None,
-                **settings: str) -> Iterator[LiveServer]:
+                max_files: int | None = None, **settings: str) -> Iterator[LiveServer]:
     """A ``run.py`` child on a fresh database and Redis prefix, stopped and
     cleaned up afterwards. ``settings`` are ``ENGAGE_*`` values by setting
     name; ``database_url`` may name the fresh database differently (its last
-    path segment is replaced by the new database's name)."""
+    path segment is replaced by the new database's name); ``max_files`` sets
+    the child's descriptor limit."""
     name = f"engage_test_{uuid.uuid4().hex[:12]}"
     prefix = f"engage-test-{uuid.uuid4().hex[:12]}:"
     admin_execute(BASE_DATABASE_URL, f'CREATE DATABASE "{name}"')
     url = _database_url(name)
     if database_url is not None:
         url = database_url.rpartition("/")[0] + "/" + name
-    process = ServerProcess(server_env(url, BASE_REDIS_URL, prefix, jwt_secret, **settings))
+    process = ServerProcess(server_env(url, BASE_REDIS_URL, prefix, jwt_secret, **settings),
+                            max_files=max_files)
     server = None
     try:
         process.start()

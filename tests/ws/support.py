@@ -6,10 +6,9 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import trio
-from hypercorn.config import Config
 from quart_trio import QuartTrio
 
-from engage.ws import serve_front
+from engage.ws import FrontConfig, serve_front
 
 #: Seconds every ws test may take.
 TEST_TIMEOUT = 15.0
@@ -28,14 +27,11 @@ def make_app() -> QuartTrio:
 @asynccontextmanager
 async def serving(handler, *, app=None, stop: trio.Event | None = None, **kwargs):
     """Run serve_front until the block ends (or ``stop`` is set); yield the port."""
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 1.0
+    config = FrontConfig(graceful_timeout=1.0, **kwargs)
     stop = stop if stop is not None else trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve_front, app or make_app(), config, handler,
-                                            shutdown_trigger=stop.wait, **kwargs))
+                                            shutdown_trigger=stop.wait))
         try:
             yield int(binds[0].rsplit(":", 1)[1])
         finally:

@@ -95,8 +95,7 @@ class HttpConnection:
                 response = await self._answer(request)
                 parser = self._parser
                 close = (not request.keep_alive or response.close or parser.upgraded
-                         or self._shutting_down.is_set()
-                         or (parser.error is not None and not parser.requests))
+                         or self._shutting_down.is_set())
                 data = encode_response(response, close=close,
                                        keep_alive_header=request.version == "1.0",
                                        head_only=request.method == "HEAD")
@@ -123,6 +122,7 @@ class HttpConnection:
         """
         parser = self._parser
         continued = False
+        deadline = None  # from the request's first byte: a trickle does not extend it
         while not parser.requests:
             if parser.error is not None:
                 error = parser.error
@@ -136,7 +136,9 @@ class HttpConnection:
                 continued = True
                 if not await self._send(_CONTINUE):
                     return None
-            data = await self._receive(parser.in_progress)
+            if parser.in_progress and deadline is None:
+                deadline = trio.current_time() + self.request_timeout
+            data = await self._receive(deadline)
             if data is None:  # timed out
                 if parser.in_progress:
                     await self._send(encode_response(problem(
@@ -149,12 +151,14 @@ class HttpConnection:
         self.requests += 1
         return parser.requests.popleft()
 
-    async def _receive(self, in_progress: bool) -> bytes | None:
+    async def _receive(self, deadline: float | None) -> bytes | None:
         """Bytes from the peer (``b""`` at its end); None on the deadline.
 
-        Between requests the wait is ``keep_alive_timeout`` and shutdown
-        ends it; inside a request it is what is left of ``request_timeout``.
+        Between requests (``deadline`` None) the wait is
+        ``keep_alive_timeout`` and shutdown ends it; inside a request it ends
+        at ``deadline``.
         """
+        in_progress = deadline is not None
         if self._direct_reads >= DIRECT_READS_PER_YIELD:
             self._direct_reads = 0
             await trio.lowlevel.checkpoint()
@@ -166,8 +170,9 @@ class HttpConnection:
         self.idle = not in_progress
         if self.idle and self._shutting_down.is_set():
             return b""
-        timeout = self.request_timeout if in_progress else self.keep_alive_timeout
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+        if deadline is None:
+            deadline = trio.current_time() + self.keep_alive_timeout
+        with trio.CancelScope(deadline=deadline) as scope:
             self._idle_scope = scope
             try:
                 return await recv_wait(self._raw, RECV_BYTES)

@@ -62,7 +62,7 @@ class RequestParser:
 
     __slots__ = ("client", "max_body_bytes", "_parser", "requests", "error", "upgraded",
                  "_url", "_headers", "_head_bytes", "_body", "_in_head", "_current",
-                 "_body_size", "expects_continue", "in_progress")
+                 "_body_size", "expects_continue", "in_progress", "_completed", "_head_fed")
 
     def __init__(self, client: tuple[str, int], max_body_bytes: int) -> None:
         self.client = client
@@ -74,6 +74,7 @@ class RequestParser:
         self.expects_continue = False
         #: True between the first byte of a request and its end.
         self.in_progress = False
+        self._completed = 0  # requests completed so far
         self._reset()
 
     def _reset(self) -> None:
@@ -84,6 +85,7 @@ class RequestParser:
         self._body_size = 0
         self._in_head = True
         self._current: Request | None = None
+        self._head_fed = 0  # bytes fed whole into this request's head
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; complete requests go to :attr:`requests`.
@@ -93,6 +95,10 @@ class RequestParser:
         """
         if self.error is not None or self.upgraded:
             return
+        # httptools reports a header only once its line ends, so a line that never
+        # ends would grow unseen: count what is fed whole into an unfinished head.
+        inside_head = self.in_progress and self._in_head
+        completed = self._completed
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -105,6 +111,12 @@ class RequestParser:
             if self.requests and not self.requests[-1].keep_alive and not self.in_progress:
                 return  # bytes after a request that closes the connection: ignored
             self.error = ParseError(400, "bad_request", f"malformed request: {exc}")
+            return
+        if inside_head and self.in_progress and self._in_head and completed == self._completed:
+            self._head_fed += len(data)
+            if self._head_fed > MAX_HEAD_BYTES:
+                self.error = ParseError(431, "head_too_large", f"the request head is larger "
+                                                               f"than {MAX_HEAD_BYTES} bytes")
 
     # -- httptools callbacks -------------------------------------------------------------
 
@@ -164,6 +176,7 @@ class RequestParser:
         assert request is not None
         request.body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
         self.requests.append(request)
+        self._completed += 1
         self.expects_continue = False
         self.in_progress = False
         self._reset()

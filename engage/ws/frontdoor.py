@@ -64,7 +64,7 @@ WsHandler = Callable[[WebSocketConnection], Awaitable[None]]
 #: The fast lane: a response, or None to pass the request on to the ASGI app.
 Routes = Callable[[Request], Awaitable[Response | None]]
 
-#: Seconds a new connection has to send its first bytes, and a ws request its head.
+#: Seconds a refusal on the ws path may take to write.
 HEAD_TIMEOUT: Final = 10.0
 #: Seconds between peeks while the first bytes trickle in.
 PEEK_RETRY: Final = 0.005
@@ -338,7 +338,7 @@ class _FrontDoor:
         """``"ws"``, ``"http"``, or None if the peer sent nothing in time."""
         prefix = self.ws_prefix
         need = len(prefix) + 1
-        with trio.move_on_after(HEAD_TIMEOUT):
+        with trio.move_on_after(self.config.request_timeout):
             while True:
                 await trio.lowlevel.wait_readable(raw)
                 try:
@@ -357,7 +357,7 @@ class _FrontDoor:
     async def _read_head(self, stream: trio.SocketStream) -> tuple[bytes, bytes] | None:
         """The request head and any bytes after it; None if cut off or too slow."""
         buffer = bytearray()
-        with trio.move_on_after(HEAD_TIMEOUT):
+        with trio.move_on_after(self.config.request_timeout):
             while (end := buffer.find(HEAD_END, max(0, len(buffer) - 4096))) < 0:
                 if len(buffer) > MAX_HEAD_BYTES:
                     await _send_and_close(stream, problem_response(

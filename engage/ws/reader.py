@@ -171,14 +171,14 @@ class FrameReader:
         if opcode == OP_CONTINUATION:
             if self._opcode is None:
                 raise ProtocolViolation(PROTOCOL_ERROR, "continuation frame outside a message")
+            if self._fragments >= self.max_fragments:
+                raise ProtocolViolation(MESSAGE_TOO_BIG,
+                                        f"message in more than {self.max_fragments} frames")
         elif opcode in (OP_TEXT, OP_BINARY):
             if self._opcode is not None:
                 raise ProtocolViolation(PROTOCOL_ERROR, "new message inside a fragmented one")
         else:
             raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
-            if self._fragments >= self.max_fragments:
-                raise ProtocolViolation(MESSAGE_TOO_BIG,
-                                        f"message in more than {self.max_fragments} frames")
         if len(self._partial) + n > self.max_message_bytes:
             raise ProtocolViolation(MESSAGE_TOO_BIG,
                                     f"message larger than {self.max_message_bytes} bytes")

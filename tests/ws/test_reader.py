@@ -161,3 +161,22 @@ def test_agrees_with_wsproto_client_framing(messages, chunk, fragment):
         reader.feed(data[i:i + chunk])
         got += read_all(reader)
     assert got == messages
+
+
+def test_a_message_in_too_many_frames_is_refused_even_when_empty():
+    reader = FrameReader(LIMIT, max_fragments=4)
+    reader.feed(client_frame(0x1, b"a", fin=False) + client_frame(0x0, b"", fin=False) * 3)
+    assert read_all(reader) == [] and reader.fragmenting
+    reader.feed(client_frame(0x0, b"", fin=False))
+    with pytest.raises(ProtocolViolation) as caught:
+        reader.next()
+    assert caught.value.code == 1009
+
+
+def test_fragments_within_the_bound_are_joined_and_the_count_resets():
+    reader = FrameReader(LIMIT, max_fragments=4)
+    for _ in range(3):  # the count is per message
+        reader.feed(client_frame(0x1, b"ab", fin=False) + client_frame(0x0, b"cd", fin=False)
+                    + client_frame(0x0, b"", fin=False) + client_frame(0x0, b"e", fin=True))
+        assert read_all(reader) == ["abcde"]
+        assert not reader.fragmenting

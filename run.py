@@ -19,6 +19,7 @@ from functools import partial
 import trio
 
 from engage.errors import ConfigError, EngageError
+from engage.hot import HotRoutes
 from engage.http import create_app
 from engage.http1 import connection_capacity, raise_descriptor_limit
 from engage.settings import Settings, load_settings
@@ -78,9 +79,11 @@ async def main(settings: Settings) -> None:
 
 async def serve(system: System, app, shutdown_trigger, *,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """HTTP (our HTTP/1.1 server, then quart-trio) and WebSocket (``/v1/ws``) on one port."""
+    """HTTP (our HTTP/1.1 server: the hot routes, then quart-trio) and WebSocket
+    (``/v1/ws``) on one port."""
     await serve_front(app, front_config(system.settings), partial(handle_websocket, system),
-                      shutdown_trigger=shutdown_trigger, task_status=task_status)
+                      routes=HotRoutes(system), shutdown_trigger=shutdown_trigger,
+                      task_status=task_status)
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:

@@ -10,7 +10,8 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from engage import metrics
-from engage.errors import ClientError, TooManyRequests
+from engage.errors import (ActorError, ClientError, StoreError, TooManyChildren, TooManyRequests,
+                           Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,35 @@ def problem(status: int, title: str, detail: str, *, code: str,
                     headers=headers or {})
 
 
-def from_client_error(exc: ClientError) -> Response:
+def client_error_parts(exc: ClientError) -> tuple[dict[str, str], dict]:
+    """The extra headers and fields of ``exc``'s problem (429: ``Retry-After``)."""
     if isinstance(exc, TooManyRequests):
         # Whole seconds, rounded up: a client that waits Retry-After passes.
         seconds = max(1, math.ceil(exc.retry_after))
-        return problem(exc.status, exc.title, exc.detail, code=exc.code,
-                       headers={"Retry-After": str(seconds)}, retry_after=exc.retry_after)
-    return problem(exc.status, exc.title, exc.detail, code=exc.code)
+        return {"Retry-After": str(seconds)}, {"retry_after": exc.retry_after}
+    return {}, {}
+
+
+def from_client_error(exc: ClientError) -> Response:
+    headers, extra = client_error_parts(exc)
+    return problem(exc.status, exc.title, exc.detail, code=exc.code, headers=headers, **extra)
+
+
+def as_client_error(exc: Exception) -> ClientError | None:
+    """What a failure means to the client, or None for a bug (500).
+
+    Store outages and busy actors are 503s the client may retry.
+    """
+    if isinstance(exc, ClientError):
+        return exc
+    if isinstance(exc, StoreError):
+        return Unavailable("a backing store is unavailable; retry shortly",
+                           code="store_unavailable")
+    if isinstance(exc, ActorError):
+        detail = ("too many active items on this server; retry shortly"
+                  if isinstance(exc, TooManyChildren) else "the server is busy; retry shortly")
+        return Unavailable(detail, code="busy")
+    return None
 
 
 def from_http_exception(exc: HTTPException) -> Response:

@@ -9,8 +9,8 @@ from quart import Response, request
 
 from engage.auth import Identity, parse_authorization
 from engage.domain.address import client_address
-from engage.errors import Forbidden, Unauthorized, UnsupportedMediaType, ValidationError
-from engage.schemas.base import decode_json
+from engage.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from engage.schemas.base import decode_body
 from engage.settings import Settings
 
 T = TypeVar("T")
@@ -59,13 +59,7 @@ async def body(schema: type[T], *, required: bool = True) -> T | None:
         UnsupportedMediaType: a body that is not ``application/json``.
     """
     raw = await request.get_data(as_text=False)
-    if not raw:
-        if required:
-            raise ValidationError("request body must be a JSON object", code="missing_body")
-        return None
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType("send the body as Content-Type: application/json")
-    return decode_json(raw, schema)
+    return decode_body(raw, request.mimetype, schema, required=required)
 
 
 async def read_body_first() -> None:

@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 
 from engage import openapi
+from engage.hot import HOT_RULES
 from engage.http import create_app
 from engage.openapi import build_document, rule_path, undocumented
 
@@ -30,11 +31,12 @@ def operations(document: dict) -> set[str]:
 async def test_every_route_is_documented(system):
     app = create_app(system)
     document = build_document(system.settings)
-    rules = [r for r in app.url_map.iter_rules() if not r.rule.startswith(EXEMPT)]
+    every = [*app.url_map.iter_rules(), *HOT_RULES]  # quart's routes and the fast lane's
+    rules = [r for r in every if not r.rule.startswith(EXEMPT)]
     assert len(rules) >= 20  # the walk sees the real table
     assert undocumented(rules, document) == []
     # ...and the document describes nothing the app does not serve.
-    served = {f"{m} {rule_path(r.rule)}" for r in app.url_map.iter_rules()
+    served = {f"{m} {rule_path(r.rule)}" for r in every
               for m in r.methods if m not in ("HEAD", "OPTIONS")}
     assert operations(document) - served == set()
 

@@ -77,12 +77,15 @@ def encode_response(response: Response, *, close: bool, keep_alive_header: bool 
     return b"".join(parts)
 
 
-def problem_body(status: int, detail: str, *, code: str, **extra: object) -> bytes:
-    """An RFC 9457 problem document, shaped like :mod:`engage.problems`."""
-    try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
+def problem_body(status: int, detail: str, *, code: str, title: str | None = None,
+                 **extra: object) -> bytes:
+    """An RFC 9457 problem document, shaped like :mod:`engage.problems`
+    (``title`` defaults to the status's reason phrase)."""
+    if title is None:
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "Error"
     return json.dumps({"type": "about:blank", "title": title, "status": status,
                        "detail": detail, "code": code, **extra}).encode("utf-8")
 

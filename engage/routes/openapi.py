@@ -13,6 +13,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from engage import openapi
+from engage.hot import HOT_RULES
 from engage.system import System
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def register(app: QuartTrio, system: System) -> None:
     async def openapi_document():
         return Response(encoded, content_type="application/json")
 
-    missing = openapi.undocumented(app.url_map.iter_rules(), document)
+    missing = openapi.undocumented([*app.url_map.iter_rules(), *HOT_RULES], document)
     if missing:
         log.warning("routes missing from /openapi.json (engage/openapi/): %s",
                     ", ".join(missing))

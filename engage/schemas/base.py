@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from engage.errors import ValidationError
+from engage.errors import UnsupportedMediaType, ValidationError
 
 T = TypeVar("T")
 
@@ -88,3 +88,24 @@ def loose(raw: bytes | str, msgpack: bool = False) -> Any:
         return msgspec.msgpack.decode(raw) if msgpack else msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, TypeError, RecursionError):
         return None
+
+
+def decode_body(raw: bytes, media_type: str | None, schema: type[T], *,
+                required: bool = True) -> T | None:
+    """An HTTP request body decoded against ``schema``; None if empty and not ``required``.
+
+    Args:
+        raw: the body.
+        media_type: its ``Content-Type`` without parameters, lower-cased.
+
+    Raises:
+        ValidationError: missing, malformed, or not fitting the schema.
+        UnsupportedMediaType: a body that is not ``application/json``.
+    """
+    if not raw:
+        if required:
+            raise ValidationError("request body must be a JSON object", code="missing_body")
+        return None
+    if media_type != "application/json":
+        raise UnsupportedMediaType("send the body as Content-Type: application/json")
+    return decode_json(raw, schema)

@@ -1,10 +1,21 @@
-"""Published content metadata in Postgres (asyncpg on the bridge)."""
+"""Published content metadata in Postgres (asyncpg on the bridge).
+
+``GET /v1/content/{id}`` adds an item's title, url and author when it was
+published: reading them from Postgres on every counts read cost a database
+round trip per request for data that changes about never. :meth:`get`
+therefore remembers each answer briefly (:data:`META_TTL` seconds when
+published, :data:`ABSENT_TTL` for "not published", so a new publication
+shows within that on every instance); :meth:`store` on this instance updates
+the memory at once.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 import asyncpg
+import trio
 
 from engage.domain.content import ContentMeta
 from engage.store.bridge import Bridge
@@ -14,6 +25,12 @@ from engage.store.base import PostgresStore
 _COLUMNS = "id, title, url, author, published_at, tags"
 #: ``announce_step`` of content announced on every feed.
 ANNOUNCED = 2
+#: Seconds a published item's metadata is reused by :meth:`PostgresContentMeta.get`.
+META_TTL: Final = 5.0
+#: Seconds "not published" is reused.
+ABSENT_TTL: Final = 0.5
+#: Most content ids remembered; the oldest entry makes room.
+META_CACHE_SIZE: Final = 10_000
 
 
 def _meta(row: asyncpg.Record) -> ContentMeta:
@@ -27,6 +44,7 @@ class PostgresContentMeta(PostgresStore):
     def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
         self.pool = pool
         self.bridge = bridge
+        self._remembered: dict[str, tuple[float, ContentMeta | None]] = {}
 
     async def store(self, meta: ContentMeta) -> int:
         """Insert or update ``meta``; return how far its announcement has got.
@@ -35,14 +53,29 @@ class PostgresContentMeta(PostgresStore):
             0 for new content (nothing announced yet), 1 if only ``feed:all``
             was announced, 2 if fully announced (:data:`ANNOUNCED`).
         """
-        return await self._call(self._aio_store, meta)
+        step = await self._call(self._aio_store, meta)
+        self._remember(meta.id, meta)
+        return step
 
     async def mark_announced(self, content_id: str, step: int) -> None:
         """Record that announcement ``step`` (1 or 2) of ``content_id`` is done."""
         await self._call(self._aio_mark, content_id, step)
 
     async def get(self, content_id: str) -> ContentMeta | None:
-        return await self._call(self._aio_get, content_id)
+        """The item's metadata (None: not published), at most a few seconds old."""
+        entry = self._remembered.get(content_id)
+        if entry is not None and entry[0] > trio.current_time():
+            return entry[1]
+        meta = await self._call(self._aio_get, content_id)
+        self._remember(content_id, meta)
+        return meta
+
+    def _remember(self, content_id: str, meta: ContentMeta | None) -> None:
+        remembered = self._remembered
+        if content_id not in remembered and len(remembered) >= META_CACHE_SIZE:
+            del remembered[next(iter(remembered))]  # the oldest insertion
+        ttl = META_TTL if meta is not None else ABSENT_TTL
+        remembered[content_id] = (trio.current_time() + ttl, meta)
 
     async def author_of(self, content_id: str) -> str | None:
         meta = await self.get(content_id)

@@ -137,6 +137,7 @@ def test_the_matrix_covers_every_state_changing_route():
     """A new state-changing route (or moderation GET) must get a row in ROUTES.
     (``POST /v1/dev/token`` exists only in development mode: off here.)"""
     from engage.http import create_app
+    from engage.hot import HOT_RULES
     from engage.settings import load_settings
 
     class _Stores:
@@ -151,9 +152,10 @@ def test_the_matrix_covers_every_state_changing_route():
             return None
 
     app = create_app(_System())
-    changing = {(m, rule.rule) for rule in app.url_map.iter_rules()
+    every = [*app.url_map.iter_rules(), *HOT_RULES]  # quart's routes and the fast lane's
+    changing = {(m, rule.rule) for rule in every
                 for m in rule.methods or () if m in ("POST", "PUT", "PATCH", "DELETE")}
-    changing |= {("GET", rule.rule) for rule in app.url_map.iter_rules()
+    changing |= {("GET", rule.rule) for rule in every
                  if "GET" in (rule.methods or ()) and rule.rule.startswith("/v1/moderation/")}
     listed = {(r.method, r.rule) for r in ROUTES}
     assert changing - listed == set(), "add them to ROUTES"

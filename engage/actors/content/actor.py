@@ -20,6 +20,7 @@ meet, and every change there is an atomic script, so they stay exact.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Callable
@@ -34,6 +35,7 @@ from engage.actors.content.messages import (MODERATION_ACTIONS, ApproveComment, 
 from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCounts
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.domain import Counts, Op
+from engage.domain.counters import OpResult
 from engage.domain.comments import Comment, check_can_change, check_can_delete
 from engage.domain.moderation import (DELETED, HELD, VISIBLE, Standing, Verdict,
                                       check_not_banned, check_not_blocked, live_effect, screen,
@@ -99,6 +101,9 @@ class ContentActor:
         self.moderation = moderation
         self._counts_dirty = False
         self._next_publish = 0.0
+        #: The item's counts as Redis last told us, and when (``trio.current_time()``).
+        self._known: Counts | None = None
+        self._known_at = -math.inf
         self.finished = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -164,12 +169,14 @@ class ContentActor:
             if isinstance(message, GetCounts):
                 await self._guard([envelope], self._reply(envelope, self._counts()))
             elif isinstance(message, COMMENT_MESSAGES):
+                self._known = None  # the comment count may change: read it afresh
                 await self._guard([envelope], self._reply(envelope, self._comment(message)))
             else:
                 log.error("content %s: unexpected message %r", self.content_id, message)
                 if envelope.reply is not None:
                     envelope.reply.fail(TypeError(f"content actor cannot handle {message!r}"))
         if posts:
+            self._known = None
             await self._guard(posts, self._post_many(posts))
 
     async def _guard(self, envelopes: list[Envelope], work) -> None:
@@ -197,6 +204,7 @@ class ContentActor:
             ops.extend(envelope.message.ops)
         outcome = await self._apply(tuple(ops))
         assert outcome.results is not None
+        self._remember(outcome)
         start = 0
         for envelope in envelopes:
             end = start + len(envelope.message.ops)
@@ -215,10 +223,26 @@ class ContentActor:
             await self._load()
         raise StoreError(f"content {self.content_id}: redis keeps losing it")
 
+    def _remember(self, outcome: ApplyOutcome) -> None:
+        """Keep the totals Redis answered the last applied op with."""
+        for result in reversed(outcome.results or ()):
+            if isinstance(result, OpResult):
+                self._known = Counts(result.views, outcome.unique_viewers, result.likes,
+                                     result.applause, outcome.comments)
+                self._known_at = trio.current_time()
+                return
+
     async def _counts(self) -> Counts:
+        """The item's counts: from memory when Redis told us within
+        ``counts_interval`` (what this instance did is always in; another
+        instance's changes show within that time), else read from Redis."""
+        if self._known is not None and \
+                trio.current_time() - self._known_at <= self.counts_interval:
+            return self._known
         for _ in range(LOAD_ATTEMPTS):
             counts = await self.mirror.ask(ReadCounts(self.content_id), MIRROR_TIMEOUT)
             if counts is not None:
+                self._known, self._known_at = counts, trio.current_time()
                 return counts
             await self._load()
         raise StoreError(f"content {self.content_id}: redis keeps losing it")

@@ -83,10 +83,10 @@ def create_app(system: System) -> QuartTrio:
         body = await web.body(CommentBody)
         text = validate_body(body.body, settings.comment_max_chars)
         parent_id = None if body.parent is None else parse_comment_id(body.parent)
-        if system.limits is not None:
-            await system.limiter.enforce(
-                system.limits.comment_limits(user, web.client_ip(settings)), "comment")
-        comment = await system.content.ask(content_id, PostComment(user, text, parent_id),
+        limits = () if system.limits is None else tuple(
+            system.limits.comment_limits(user, web.client_ip(settings)))
+        # The content actor checks the limits of a run of comments in one call.
+        comment = await system.content.ask(content_id, PostComment(user, text, parent_id, limits),
                                            REQUEST_TIMEOUT)
         # 202: stored, but held for a moderator (engage/domain/moderation.py).
         return ok(comment.public(), 202 if comment.status == "held" else 201)

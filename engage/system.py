@@ -139,6 +139,7 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
     content = ContentDirectory(mirror=mirror.ref, database=stores.database,
                                comments=stores.comments, history=stores.history,
                                moderation=stores.moderation,
+                               limiter=limiter if limits is not None else None,
                                idle_timeout=settings.content_idle_timeout,
                                counts_interval=settings.counts_interval,
                                edit_window=settings.edit_window,

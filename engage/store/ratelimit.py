@@ -16,7 +16,7 @@ from typing import Sequence
 import redis.asyncio as aioredis
 
 from engage.domain.ratelimit import ALLOWED, Decision, Limit, refusal_detail
-from engage.errors import PayloadTooLarge, TooManyRequests
+from engage.errors import ClientError, PayloadTooLarge, TooManyRequests
 from engage.store.base import RedisStore
 from engage.store.bridge import Bridge
 from engage.store.keys import Keys
@@ -24,6 +24,15 @@ from engage.store.scripts import Scripts
 
 #: Milliseconds per second: the Lua side counts in ms, like Redis ``TIME`` and ``PX``.
 _MS = 1000.0
+
+
+def refusal(decision: Decision, what: str) -> ClientError:
+    """The error a refused ``decision`` answers with: 429 with ``retry_after``, or
+    413 ``over_rate_burst`` when waiting would never help."""
+    detail = refusal_detail(decision, what)
+    if math.isinf(decision.retry_after):
+        return PayloadTooLarge(detail, code="over_rate_burst")
+    return TooManyRequests(detail, retry_after=decision.retry_after)
 
 
 class RedisRateLimiter(RedisStore):
@@ -86,12 +95,8 @@ class RedisRateLimiter(RedisStore):
             StoreError: Redis failed or is unreachable.
         """
         decision = await self.check(limits)
-        if decision.allowed:
-            return
-        detail = refusal_detail(decision, what)
-        if math.isinf(decision.retry_after):
-            raise PayloadTooLarge(detail, code="over_rate_burst")
-        raise TooManyRequests(detail, retry_after=decision.retry_after)
+        if not decision.allowed:
+            raise refusal(decision, what)
 
     # -- both sides --------------------------------------------------------------
 

@@ -205,3 +205,26 @@ async def test_presence_counts_watchers(server, client):
             sub = await c.op({"op": "subscribe", "content": "pr"})
             if sub["watching"] != 1:
                 await c.until(type="counts", watching=1)
+
+
+async def test_one_socket_pipelines_its_comments(server, client, token):
+    """200 comment ops sent back to back on one socket: every one is acked with
+    its ref, they are stored in the order sent, and the socket did not wait for
+    each one (they go out before the first ack is read)."""
+    n = 200
+    with trio.fail_after(30):
+        async with open_websocket_url(ws_url(server, token=token("poster"))) as ws:
+            c = Client(ws)
+            for i in range(n):
+                await c.send({"op": "comment", "content": "busy", "body": f"c{i}", "ref": i})
+            acks: dict[int, dict] = {}
+            while len(acks) < n:
+                frame = await c.next()
+                if frame.get("type") == "ack":
+                    acks[frame["ref"]] = frame["result"]["comment"]
+            ids = [int(acks[i]["id"]) for i in range(n)]
+            assert ids == sorted(ids)  # stored in the order sent
+            assert [acks[i]["body"] for i in range(n)] == [f"c{i}" for i in range(n)]
+        listed = (await client.get("/v1/content/busy/comments",
+                                   params={"sort": "oldest", "limit": 100})).json()
+        assert [item["body"] for item in listed["items"]] == [f"c{i}" for i in range(100)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -30,7 +31,7 @@ from engage.actors.ref import Callback
 from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe
 from engage.auth import Identity, verify_token
 from engage.domain import OpResult, make_op, validate_content_id
-from engage.domain.comments import parse_comment_id, validate_body
+from engage.domain.comments import Comment, parse_comment_id, validate_body
 from engage.domain.content import feed_subject
 from engage.domain.notifications import user_subject
 from engage.domain.ratelimit import LocalLimiter
@@ -187,7 +188,8 @@ class ConnectionActor:
         if isinstance(op, ops.Unsubscribe):
             return await self._unsubscribe(op)
         if isinstance(op, ops.Comment):
-            return await self._comment(op)
+            await self._comment(op)
+            return None
         if isinstance(op, ops.Ping):
             self._send({"type": "pong", "ref": op.ref})
             return None
@@ -233,15 +235,21 @@ class ConnectionActor:
                               viewer=op.viewer if isinstance(op, ops.View) else None,
                               count=op.count if isinstance(op, ops.Applaud) else None,
                               cap=self.context.settings.applause_cap, address=self.address)
+        await self._pipeline(content_id, Interact((interaction,)), op.ref,
+                             partial(self._acked, op.ref, content_id, kind))
+
+    async def _pipeline(self, content_id: str, message: Interact | PostComment, ref: Any,
+                        on_value: Callable[[Any], None]) -> None:
+        """Deliver ``message`` with a :class:`Callback` and return: ``on_value``
+        (or :meth:`_refused`) runs in the content actor's task when it is done.
+        At most ``MAX_IN_FLIGHT`` per connection; then the read loop waits."""
         while self._in_flight >= MAX_IN_FLIGHT:
             self._room = trio.Event()
             await self._room.wait()
         self._in_flight += 1
         try:
             await self.context.content.request(
-                content_id, Interact((interaction,)),
-                Callback(partial(self._acked, op.ref, content_id, kind),
-                         partial(self._refused, op.ref)))
+                content_id, message, Callback(on_value, partial(self._refused, ref)))
         except BaseException:
             self._landed()  # never delivered: no callback will come
             raise
@@ -266,7 +274,11 @@ class ConnectionActor:
         self._landed()
         self._error(ref, exc)
 
-    async def _comment(self, op: ops.Comment) -> dict:
+    async def _comment(self, op: ops.Comment) -> None:
+        """Pipelined like the interactions: the content actor stores a run of
+        comments together (one limit check, one standing query, one insert,
+        one publish) and its task writes each ``ack``; one socket can post as
+        fast as the item's actor stores."""
         content_id = validate_content_id(op.content)
         user = self._writer()
         if user is None:
@@ -274,12 +286,16 @@ class ConnectionActor:
         body = validate_body(op.body, self.context.settings.comment_max_chars)
         parent_id = None if op.parent is None else parse_comment_id(op.parent)
         limits = self.context.limits
-        if limits is not None and self.context.limiter is not None:
-            await self.context.limiter.enforce(limits.comment_limits(user, self.address),
-                                               "comment")
-        comment = await self.context.content.ask(
-            content_id, PostComment(user, body, parent_id), OP_TIMEOUT)
-        return {"content": content_id, "comment": comment.public()}
+        comment_limits = () if limits is None else tuple(
+            limits.comment_limits(user, self.address))
+        await self._pipeline(content_id, PostComment(user, body, parent_id, comment_limits),
+                             op.ref, partial(self._comment_stored, op.ref, content_id))
+
+    def _comment_stored(self, ref: Any, content_id: str, comment: Comment) -> None:
+        """Runs in the content actor's task: the comment is stored (visible or held)."""
+        self._landed()
+        self._send({"type": "ack", "ref": ref,
+                    "result": {"content": content_id, "comment": comment.public()}})
 
     async def _leave_other_users(self) -> None:
         """After ``auth`` as someone else, stop another user's notifications."""

@@ -44,6 +44,7 @@ from engage.errors import ActorError, ClientError, Conflict, NotFound, StoreErro
 from engage.store.comments import CommentStore
 from engage.store.history import RedisHistory
 from engage.store.moderation import PostgresModeration
+from engage.store.ratelimit import RedisRateLimiter, refusal
 from engage.store.protocols import ApplyOutcome, CounterDatabase
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,15 @@ class ContentActor:
             messages it drained while passivating are applied first.
         moderation: bans, trusted commenters and the screening policy;
             ``None``: no screening, no bans (actor tests).
+        limiter: checks the comment limits :class:`PostComment` carries.
     """
 
     def __init__(self, content_id: str, mailbox: Mailbox, *, mirror: ActorRef,
                  database: CounterDatabase, comments: CommentStore, history: RedisHistory,
                  idle_timeout: float, counts_interval: float, edit_window: float,
                  passivate: Callable[[str], None], after: trio.Event | None = None,
-                 moderation: PostgresModeration | None = None) -> None:
+                 moderation: PostgresModeration | None = None,
+                 limiter: RedisRateLimiter | None = None) -> None:
         self.content_id = content_id
         self.subject = f"content:{content_id}"
         self.mailbox = mailbox
@@ -99,6 +102,7 @@ class ContentActor:
         self._passivate = passivate
         self._after = after
         self.moderation = moderation
+        self.limiter = limiter
         self._counts_dirty = False
         self._next_publish = 0.0
         #: The item's counts as Redis last told us, and when (``trio.current_time()``).
@@ -277,7 +281,9 @@ class ContentActor:
         there are (a hot item's comments no longer queue behind each other's
         round trips). Each is screened, stored and answered on its own; a
         refusal fails only its own asker."""
-        messages: list[PostComment] = [e.message for e in envelopes]
+        envelopes, messages = await self._within_limits(envelopes)
+        if not envelopes:
+            return
         standings = (await self.moderation.standings([m.author for m in messages])
                      if self.moderation is not None else {})
         now = datetime.now(timezone.utc)
@@ -309,6 +315,23 @@ class ContentActor:
             self._counts_dirty = True
         for envelope, comment in answers:
             envelope.answer(comment)
+
+    async def _within_limits(self, envelopes: list[Envelope]
+                             ) -> tuple[list[Envelope], list[PostComment]]:
+        """The posts within their rate limits (one Redis call for the whole run);
+        the others are refused with 429."""
+        messages: list[PostComment] = [e.message for e in envelopes]
+        if self.limiter is None or not any(m.limits for m in messages):
+            return envelopes, messages
+        decisions = await self.limiter.check_many([m.limits for m in messages])
+        kept: tuple[list[Envelope], list[PostComment]] = ([], [])
+        for envelope, message, decision in zip(envelopes, messages, decisions):
+            if decision.allowed:
+                kept[0].append(envelope)
+                kept[1].append(message)
+            else:
+                envelope.refuse(refusal(decision, "comment"))
+        return kept
 
     async def _edit(self, message: EditComment) -> Comment:
         current = await self._current(message.comment_id)

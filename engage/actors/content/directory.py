@@ -19,6 +19,7 @@ from engage.errors import ActorDeadError
 from engage.store.comments import CommentStore
 from engage.store.history import RedisHistory
 from engage.store.moderation import PostgresModeration
+from engage.store.ratelimit import RedisRateLimiter
 from engage.store.protocols import CounterDatabase
 from engage.supervisor import DynamicSupervisor
 
@@ -31,7 +32,8 @@ class ContentDirectory:
 
     Args:
         mirror: the mirror actor's ref, handed to every content actor.
-        database, comments, history, moderation: the stores each content actor uses.
+        database, comments, history, moderation, limiter: the stores each content
+            actor uses.
         idle_timeout, counts_interval, edit_window: see :class:`ContentActor`.
         max_children: most content actors at once.
         shutdown: seconds each actor gets to finish on stop.
@@ -40,10 +42,11 @@ class ContentDirectory:
     def __init__(self, *, mirror: ActorRef, database: CounterDatabase, comments: CommentStore,
                  history: RedisHistory, idle_timeout: float, counts_interval: float,
                  edit_window: float, max_children: int, shutdown: float = 5.0,
-                 moderation: PostgresModeration | None = None) -> None:
+                 moderation: PostgresModeration | None = None,
+                 limiter: RedisRateLimiter | None = None) -> None:
         self.mirror = mirror
         self._actor_options = dict(mirror=mirror, database=database, comments=comments,
-                                   history=history, moderation=moderation,
+                                   history=history, moderation=moderation, limiter=limiter,
                                    idle_timeout=idle_timeout,
                                    counts_interval=counts_interval, edit_window=edit_window)
         self.supervisor = DynamicSupervisor(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engage.domain import Op
+from engage.domain.ratelimit import Limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +31,17 @@ class PostComment:
     """Screen, store, then (if visible) publish a new comment; reply the stored
     ``Comment``, whose ``status`` is ``visible`` or ``held``.
 
-    Refused while the author is banned (403 ``banned``) and for a block word
-    (422 ``blocked_content``). Sent (asked) by the gateway (HTTP and
-    WebSocket). ``body`` is already validated.
+    Refused over a comment rate limit (``limits``, checked for a whole run of
+    comments in one Redis call: 429 ``rate_limited``), while the author is
+    banned (403 ``banned``) and for a block word (422 ``blocked_content``).
+    Sent (asked) by the gateway (HTTP and WebSocket). ``body`` is already
+    validated.
     """
 
     author: str
     body: str
     parent: int | None = None
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

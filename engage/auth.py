@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds of clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
 CLOCK_LEEWAY = 30.0
+#: Seconds a verified token is remembered (its exp and nbf still apply on every use).
+VERIFIED_TTL = 60.0
+#: Most verified tokens remembered; the oldest makes room.
+VERIFIED_CACHE_SIZE = 10_000
 #: Seconds between two looks at the JWKS file's mtime: a stat per request
 #: would be wasted work, and a rotation can wait this long to be seen.
 JWKS_RECHECK_INTERVAL = 5.0
@@ -106,6 +111,8 @@ class TokenVerifier:
         self._recheck_interval = recheck_interval
         self._clock = clock
         self._keys: tuple[_PublicKey, ...] = ()
+        #: token -> (identity, usable from, usable until) in Unix seconds.
+        self._verified: dict[str, tuple[Identity, float, float]] = {}
         self._file_stamp: tuple | None = None
         self._next_check = 0.0
         if self._jwks_file is not None:
@@ -142,11 +149,36 @@ class TokenVerifier:
     def verify(self, token: str) -> Identity:
         """Check a token's signature and claims and return who it names.
 
+        A client sends the same token with every request, and checking the
+        signature was a fifth of the CPU of a like: a verified token is
+        remembered for :data:`VERIFIED_TTL` seconds (until a JWKS reload),
+        and only its time window (``nbf``/``exp`` with the leeway) is
+        checked again while it is.
+
         Raises:
             Unauthorized: with code ``invalid_token``, ``unknown_key``,
                 ``token_expired``, ``token_not_yet_valid``, ``invalid_audience``
                 or ``invalid_issuer``. The detail never repeats the token.
         """
+        self._maybe_reload()
+        known = self._verified.get(token)
+        if known is not None:
+            identity, usable_from, usable_until = known
+            if usable_from <= time.time() < usable_until:
+                return identity
+            del self._verified[token]  # outside its window: verify again, for the error
+        identity, not_before = self._verify(token)
+        now = time.time()
+        usable_until = now + VERIFIED_TTL
+        if identity.expires_at is not None:
+            usable_until = min(usable_until, identity.expires_at + CLOCK_LEEWAY)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (identity, not_before - CLOCK_LEEWAY, usable_until)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, float]:
+        """The full check: the identity and the token's ``nbf`` (or -inf)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -168,7 +200,10 @@ class TokenVerifier:
             raise Unauthorized(f"token algorithm {_shown(alg)} is not accepted "
                                f"(use HS256, RS256 or ES256)", code="invalid_token")
         claims = self._decode(token, alg, keys)
-        return Identity(_subject(claims), self._roles(claims), _expiry(claims))
+        nbf = claims.get("nbf")
+        not_before = float(nbf) if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) \
+            else -math.inf
+        return Identity(_subject(claims), self._roles(claims), _expiry(claims)), not_before
 
     def parse_authorization(self, header: str | None) -> Identity | None:
         """Identity from an ``Authorization`` header; ``None`` when there is none.
@@ -256,6 +291,7 @@ class TokenVerifier:
             # reported once, not at every check; fixing it changes the stamp.
             self._file_stamp = stamp
             self._keys = _load_jwks(self._jwks_file)
+            self._verified.clear()  # a key may be gone: nothing it signed is trusted now
         except ConfigError as exc:
             # A half-written or broken file must not lock everyone out.
             log.error("keeping the previous JWKS keys: %s", exc)

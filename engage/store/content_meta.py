@@ -5,8 +5,8 @@ published: reading them from Postgres on every counts read cost a database
 round trip per request for data that changes about never. :meth:`get`
 therefore remembers each answer briefly (:data:`META_TTL` seconds when
 published, :data:`ABSENT_TTL` for "not published", so a new publication
-shows within that on every instance); :meth:`store` on this instance updates
-the memory at once.
+shows within that on every other instance); :meth:`store` on this instance
+updates the memory at once.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ _COLUMNS = "id, title, url, author, published_at, tags"
 ANNOUNCED = 2
 #: Seconds a published item's metadata is reused by :meth:`PostgresContentMeta.get`.
 META_TTL: Final = 5.0
-#: Seconds "not published" is reused.
-ABSENT_TTL: Final = 0.5
+#: Seconds "not published" is reused: a publication shows in other instances'
+#: counts reads within this (each unpublished item read costs a query this often).
+ABSENT_TTL: Final = 2.0
 #: Most content ids remembered; the oldest entry makes room.
 META_CACHE_SIZE: Final = 10_000
 
@@ -45,6 +46,8 @@ class PostgresContentMeta(PostgresStore):
         self.pool = pool
         self.bridge = bridge
         self._remembered: dict[str, tuple[float, ContentMeta | None]] = {}
+        #: Reads under way: concurrent misses for one id wait for the same query.
+        self._reading: dict[str, trio.Event] = {}
 
     async def store(self, meta: ContentMeta) -> int:
         """Insert or update ``meta``; return how far its announcement has got.
@@ -66,7 +69,18 @@ class PostgresContentMeta(PostgresStore):
         entry = self._remembered.get(content_id)
         if entry is not None and entry[0] > trio.current_time():
             return entry[1]
-        meta = await self._call(self._aio_get, content_id)
+        reading = self._reading.get(content_id)
+        if reading is not None:  # a hot item's expiry must not start one query per reader
+            await reading.wait()
+            entry = self._remembered.get(content_id)
+            if entry is not None and entry[0] > trio.current_time():
+                return entry[1]
+        self._reading[content_id] = reading = trio.Event()
+        try:
+            meta = await self._call(self._aio_get, content_id)
+        finally:
+            del self._reading[content_id]
+            reading.set()
         self._remember(content_id, meta)
         return meta
 

@@ -206,7 +206,7 @@ def spawn(args: argparse.Namespace) -> tuple[subprocess.Popen, str, str, callabl
            "ENGAGE_JWT_SECRET": secret, "ENGAGE_PORT": str(port),
            "ENGAGE_LOG_LEVEL": "warning",
            # One load generator on 127.0.0.1 is not the crowd the limits are for.
-           "ENGAGE_RATE_LIMITS": "false"}
+           "ENGAGE_RATE_LIMITS": "false", "ENGAGE_MAX_CONNECTIONS_PER_IP": "0"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:  # type: ignore[union-attr]

@@ -46,6 +46,11 @@ READ_BATCH = 100
 READ_BLOCK = 1.0
 #: Seconds an unacknowledged event waits before another consumer claims it.
 CLAIM_IDLE = 60.0
+#: Seconds between looks for events a dead consumer left unacknowledged.
+CLAIM_INTERVAL = 5.0
+#: Seconds to let events gather after a read that found some: at 100 comments/s
+#: a read per event cost three Redis round trips each (read, queue, ack).
+READ_LINGER = 0.05
 #: Deliveries in flight at once, and claimed per round.
 MAX_CONCURRENT_POSTS = 16
 CLAIM_BATCH = MAX_CONCURRENT_POSTS * 4
@@ -97,11 +102,17 @@ class WebhookActor:
         while True:
             try:
                 await self.events.ensure_group(WEBHOOK_GROUP)
+                next_claim = trio.current_time()
                 while True:
-                    await self._queue(await self.events.claim_stale(
-                        WEBHOOK_GROUP, self.consumer, idle=CLAIM_IDLE, count=READ_BATCH))
-                    await self._queue(await self.events.read(
-                        WEBHOOK_GROUP, self.consumer, count=READ_BATCH, block=READ_BLOCK))
+                    if trio.current_time() >= next_claim:
+                        next_claim = trio.current_time() + CLAIM_INTERVAL
+                        await self._queue(await self.events.claim_stale(
+                            WEBHOOK_GROUP, self.consumer, idle=CLAIM_IDLE, count=READ_BATCH))
+                    events = await self.events.read(WEBHOOK_GROUP, self.consumer,
+                                                    count=READ_BATCH, block=READ_BLOCK)
+                    await self._queue(events)
+                    if 0 < len(events) < READ_BATCH:
+                        await trio.sleep(READ_LINGER)
             except StoreError as exc:
                 log.warning("webhooks: event log unavailable: %s", exc)
                 await trio.sleep(STORE_RETRY_DELAY)

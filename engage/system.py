@@ -22,6 +22,7 @@ flush, before Redis and Postgres close.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from engage.actors.publisher import PublisherActor
 from engage.actors.router import RouterActor
 from engage.actors.webhooks import WebhookActor
 from engage.auth import verifier_for
+from engage.errors import StoreError
 from engage.limits import RateLimits
 from engage.domain.moderation import Policy
 from engage.settings import Settings
@@ -54,7 +56,10 @@ from engage.store.publishing import PublishStream
 from engage.store.ratelimit import RedisRateLimiter
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
+from engage.store.resp import RespConnection
 from engage.supervisor import ChildSpec, Supervisor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,12 +85,14 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
         async with open_postgres(settings.database_url, bridge,
                                  pool_size=settings.database_pool_size) as pool:
             async with open_redis(settings.redis_url, bridge,
-                                  pool_size=settings.redis_pool_size) as client:
+                                  pool_size=settings.redis_pool_size) as client, \
+                    _open_native(settings.redis_url) as native:
                 cache = RedisCounterCache(client, bridge, Keys(settings.redis_prefix),
                                           applause_cap=settings.applause_cap,
                                           ttl=settings.counter_ttl,
                                           view_dedup_window=settings.view_dedup_window,
-                                          limits=RateLimits.from_settings(settings))
+                                          limits=RateLimits.from_settings(settings),
+                                          native=native)
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
                                        size=settings.history_size, ttl=settings.history_ttl)
                 events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
@@ -100,6 +107,22 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                              notifications=PostgresNotifications(
                                  pool, bridge, keep=settings.notify_max_per_user),
                              moderation=moderation)
+
+
+@asynccontextmanager
+async def _open_native(url: str) -> AsyncIterator[RespConnection | None]:
+    """The trio-native connection for the counter hot path (connects on first
+    use); None where it cannot speak the URL (TLS), which keeps the bridge."""
+    try:
+        connection = RespConnection(url)
+    except StoreError as exc:
+        log.info("counter scripts go through redis-py: %s", exc)
+        yield None
+        return
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
 
 
 @dataclass

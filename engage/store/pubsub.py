@@ -37,6 +37,7 @@ class RedisAddress:
     path: str | None = None
     username: str | None = None
     password: str | None = None
+    db: int = 0
 
     @classmethod
     def from_url(cls, url: str) -> "RedisAddress":
@@ -51,8 +52,9 @@ class RedisAddress:
             raise StoreError(f"unsupported redis url scheme {parsed.scheme!r}")
         if parsed.scheme == "rediss":
             raise StoreError("TLS (rediss://) is not supported for pub/sub yet")
+        db = parsed.path.strip("/")
         return cls(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
-                   username=username, password=password)
+                   username=username, password=password, db=int(db) if db.isdigit() else 0)
 
 
 def encode_command(*args: bytes | str) -> bytes:

@@ -20,6 +20,7 @@ from engage.domain.counters import KIND_CODES, coalesce_anonymous_views
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
+from engage.store.resp import NativeScripts, RespConnection
 from engage.store.scripts import Scripts
 from engage.store.protocols import ApplyOutcome
 from engage.errors import ClientError, Forbidden, TooManyRequests
@@ -47,11 +48,14 @@ class RedisCounterCache(RedisStore):
         limits: per-user and per-address limits on likes, applause and views,
             enforced in the same script; ``None``: none. Bans are enforced
             there either way.
+        native: a trio-native connection for :meth:`apply_many` (the hot
+            path, docs/decisions.md §12); ``None``: through the bridge.
     """
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
                  applause_cap: int, ttl: int, view_dedup_window: float = 0.0,
-                 limits: RateLimits | None = None) -> None:
+                 limits: RateLimits | None = None,
+                 native: RespConnection | None = None) -> None:
         self.client = client
         self.bridge = bridge
         self.keys = keys
@@ -67,11 +71,16 @@ class RedisCounterCache(RedisStore):
             limits.view.interval * 1000, limits.view.tolerance * 1000,
             limits.ip.interval * 1000, limits.ip.tolerance * 1000])
         self.scripts = Scripts(client, ("apply", "hydrate", "handoff", "counts"))
+        #: ``apply`` over a native trio connection (the mirror's rounds), if given.
+        self.native = NativeScripts(native, ("apply",)) if native is not None else None
 
     # -- trio-facing -----------------------------------------------------------
 
     async def apply_many(self, work: Sequence[tuple[str, Sequence[Op]]]) -> list[ApplyOutcome]:
-        return await self._call(self._aio_apply_many, work)
+        if self.native is None:
+            return await self._call(self._aio_apply_many, work)
+        calls, folded = self._apply_calls(work)  # the hot path: no bridge crossing
+        return self._outcomes(folded, await self.native.run_many(calls))
 
     async def read_many(self, content_ids: Sequence[str]) -> list[Counts | None]:
         return await self._call(self._aio_read_many, content_ids)
@@ -103,6 +112,11 @@ class RedisCounterCache(RedisStore):
     # -- asyncio side ------------------------------------------------------------
 
     async def _aio_apply_many(self, work):
+        calls, folded = self._apply_calls(work)
+        return self._outcomes(folded, await self.scripts.run_many(calls))
+
+    def _apply_calls(self, work) -> tuple[list, list]:
+        """The ``apply`` script calls for ``work``, and each item's folded ops."""
         k = self.keys
         now_ms = str(int(time.time() * 1000))
         calls = []
@@ -118,7 +132,10 @@ class RedisCounterCache(RedisStore):
                     self._limits_arg]
             calls.append(("apply", [*k.content_keys(content_id), k.pending, k.pending_since,
                                     k.like_seq, k.events], args))
-        replies = await self.scripts.run_many(calls)
+        return calls, folded
+
+    def _outcomes(self, folded: list, replies: list) -> list[ApplyOutcome]:
+        """Each item's :class:`ApplyOutcome` from its ``apply`` reply."""
         out = []
         for steps, reply in zip(folded, replies):
             if reply[0] == 0:

@@ -241,3 +241,25 @@ async def test_process_cap_refuses_with_503_server_full():
             finally:
                 await first.aclose()
                 await second.aclose()
+
+
+# -- accept failures are logged per state change ---------------------------------------------
+
+async def test_a_run_of_failed_accepts_logs_one_line_when_it_starts_and_one_when_it_ends(caplog):
+    import errno
+    import logging
+
+    from engage.ws.frontdoor import FrontConfig, _FrontDoor
+
+    door = _FrontDoor(None, None, FrontConfig(), None)  # only its accept bookkeeping is used
+    with caplog.at_level(logging.INFO, logger="engage.ws.frontdoor"):
+        for _ in range(250):  # out of descriptors, again and again
+            door._accept_failed(OSError(errno.EMFILE, "Too many open files"))
+        door._accept_recovered()
+        door._accept_recovered()  # nothing more to say while accepts succeed
+        door._accept_failed(OSError(errno.ENFILE, "File table overflow"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("accept failing (") and "Too many open files" in lines[0]
+    assert lines[1].startswith("accepting again after 250 failed accepts")
+    assert "File table overflow" in lines[2]

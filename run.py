@@ -104,12 +104,24 @@ def cli(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_descriptor_limit()  # one descriptor per connection: take what the system allows
+    failure = None  # one line for the operator, not a nested traceback
     try:
         trio.run(partial(main, settings))
-    except EngageError as exc:
-        print(f"engage: {exc}", file=sys.stderr)
-        return 1
+    except* OSError as group:  # the address is taken, not ours, or unreachable
+        failure = f"cannot serve on {settings.host}:{settings.port}: {_first(group)}"
+    except* EngageError as group:  # a store unreachable at start, a restart budget spent...
+        failure = str(_first(group))
+    if failure is not None:
+        print(f"engage: {failure}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of a (nested) exception group: the one line worth printing."""
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ Three parts, each bounded in time, all traffic on 127.0.0.1:
    Rounds alternate Engage / Socket.IO.
 3. ``idle``: ``--idle-connections`` idle WebSockets to one server process;
    RSS delta per connection.
+4. ``wscomment`` (Engage only; not in the default ``--parts``): one signed-in
+   WebSocket sends ``comment`` ops at each of ``--ws-comment-rates`` for
+   ``--duration`` seconds without waiting for acks; ack latency p50/p99 and
+   the server's CPU per comment (all in: storing, publishing, the event-log
+   consumers).
 
 The load generator is one Node process per server (``bench/loadgen/``, raw
 ``ws`` clients speaking each server's wire protocol), so both servers get the
@@ -447,6 +452,62 @@ def part_ingest(servers, args, results) -> None:
             time.sleep(2.0)
 
 
+async def _ws_comments(server, rate: float, duration: float) -> dict:
+    """One signed-in WebSocket sends ``comment`` ops at ``rate`` for ``duration``
+    without waiting for acks; the ack latency of each (matched by ref)."""
+    from trio_websocket import open_websocket_url
+
+    url = f"ws://127.0.0.1:{server.port}/v1/ws?token={server.token('ws-poster')}"
+    n = int(rate * duration)
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    errors = 0
+    async with open_websocket_url(url) as ws:
+        async def reader() -> None:
+            nonlocal errors
+            while len(latencies) + errors < n:
+                frame = json.loads(await ws.get_message())
+                ref = frame.get("ref")
+                if ref in sent_at and frame.get("type") in ("ack", "error"):
+                    if frame["type"] == "ack":
+                        latencies.append(time.monotonic() - sent_at.pop(ref))
+                    else:
+                        errors += 1
+                        sent_at.pop(ref)
+
+        with trio.fail_after(duration + 60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                start = trio.current_time()
+                for i in range(n):
+                    await trio.sleep_until(start + i / rate)
+                    sent_at[i] = time.monotonic()
+                    await ws.send_message(json.dumps({"op": "comment", "content": "wscomments",
+                                                      "body": f"ws comment {i}", "ref": i}))
+    latencies.sort()
+    return {"sent": n, "acked": len(latencies), "errors": errors,
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 1) if latencies else None,
+            "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99) - 1], 1)
+            if latencies else None}
+
+
+def part_wscomment(servers, args, results) -> None:
+    """Engage only (Socket.IO stores no comments): one socket posting comments."""
+    for server in servers:
+        if server.name != "engage":
+            continue
+        for rate in args.ws_comment_rates:
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            res = trio.run(_ws_comments, server, rate, args.duration)
+            cpu, wall = cpu_seconds(server.pid) - cpu0, time.monotonic() - wall0
+            row = {"part": "wscomment", "server": server.name, "rate": rate, **res,
+                   "server_cpu_pct": round(100 * cpu / wall, 1),
+                   "ms_per_comment": round(1000 * cpu / max(res["acked"], 1), 2)}
+            log(row)
+            results.append(row)
+            time.sleep(1.0)
+
+
 def part_idle(servers, args, results) -> None:
     for server in servers:
         if server.name not in args.idle_servers:
@@ -510,6 +571,8 @@ def main() -> None:
     parser.add_argument("--limits", choices=sorted(LIMIT_ENV), default="off",
                         help="Engage's rate limits: off, or on with rates no load "
                              "generator reaches (to measure what checking them costs)")
+    parser.add_argument("--ws-comment-rates", default="100,200",
+                        help="comments/s one WebSocket posts (part wscomment)")
     parser.add_argument("--ingest-clients", type=int, default=1000)
     parser.add_argument("--inflight", type=int, default=4)
     parser.add_argument("--ingest-duration", type=float, default=10.0)
@@ -520,6 +583,7 @@ def main() -> None:
     args = parser.parse_args()
     args.subscribers = [int(x) for x in args.subscribers.split(",") if x]
     args.rates = [float(x) for x in args.rates.split(",") if x]
+    args.ws_comment_rates = [float(x) for x in args.ws_comment_rates.split(",") if x]
     args.idle_servers = set(args.idle_servers.split(","))
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -536,7 +600,8 @@ def main() -> None:
                            else SocketIO(tag, logdir))
             log({"started": name, "pid": servers[-1].pid, "port": servers[-1].port})
         for part in args.parts.split(","):
-            {"fanout": part_fanout, "ingest": part_ingest, "idle": part_idle}[part](
+            {"fanout": part_fanout, "ingest": part_ingest, "idle": part_idle,
+             "wscomment": part_wscomment}[part](
                 servers, args, results)
     finally:
         for server in servers:

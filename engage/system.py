@@ -86,7 +86,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                  pool_size=settings.database_pool_size) as pool:
             async with open_redis(settings.redis_url, bridge,
                                   pool_size=settings.redis_pool_size) as client, \
-                    _open_native(settings.redis_url) as native:
+                    _open_native(settings.redis_url) as native, \
+                    _open_native(settings.redis_url) as native_history:
                 cache = RedisCounterCache(client, bridge, Keys(settings.redis_prefix),
                                           applause_cap=settings.applause_cap,
                                           ttl=settings.counter_ttl,
@@ -94,7 +95,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                           limits=RateLimits.from_settings(settings),
                                           native=native)
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
-                                       size=settings.history_size, ttl=settings.history_ttl)
+                                       size=settings.history_size, ttl=settings.history_ttl,
+                                       native=native_history)
                 events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
                 moderation = PostgresModeration(
                     pool, client, bridge, Keys(settings.redis_prefix),

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from engage.store.bridge import Bridge
 from engage.store.events import EVENT_LOG_MAX_LEN
 from engage.store.keys import Keys
+from engage.store.resp import NativeScripts, RespConnection
 from engage.store.scripts import Scripts
 from engage.store.base import RedisStore
 
@@ -59,13 +60,15 @@ class RedisHistory(RedisStore):
     """
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
-                 size: int, ttl: int) -> None:
+                 size: int, ttl: int, native: RespConnection | None = None) -> None:
         self.client = client
         self.bridge = bridge
         self.keys = keys
         self.size = size
         self.ttl = ttl
         self.scripts = Scripts(client, ("publish", "position"))
+        #: ``publish`` over a trio-native connection (every comment's), if given.
+        self.native = NativeScripts(native, ("publish",)) if native is not None else None
 
     async def publish(self, subject: str, event_type: str, payload: object, *,
                       content_id: str | None = None, comment_delta: int = 0,
@@ -84,7 +87,9 @@ class RedisHistory(RedisStore):
                            ) -> list[tuple[int, str]]:
         """:meth:`publish` several ``(subject, type, payload, content_id,
         comment_delta, log)`` events in order, in one pipeline."""
-        return await self._call(self._aio_publish_many, list(events))
+        if self.native is None:
+            return await self._call(self._aio_publish_many, list(events))
+        return self._positions(await self.native.run_many(self._publish_calls(events)))
 
     async def position(self, subject: str) -> tuple[int, str]:
         return await self._call(self._aio_position, subject)
@@ -101,6 +106,10 @@ class RedisHistory(RedisStore):
         return result
 
     async def _aio_publish_many(self, events):
+        return self._positions(await self.scripts.run_many(self._publish_calls(events)))
+
+    def _publish_calls(self, events) -> list:
+        """The ``publish`` script calls for ``events``."""
         k = self.keys
         calls = []
         for subject, event_type, payload, content_id, comment_delta, log in events:
@@ -112,7 +121,10 @@ class RedisHistory(RedisStore):
                  self.ttl, new_epoch(), comment_delta, log_type,
                  json.dumps(log_data, separators=(",", ":")), int(time.time() * 1000),
                  EVENT_LOG_MAX_LEN]))
-        replies = await self.scripts.run_many(calls)
+        return calls
+
+    @staticmethod
+    def _positions(replies: list) -> list[tuple[int, str]]:
         return [(int(offset), epoch.decode()) for offset, epoch in replies]
 
     async def _aio_position(self, subject):

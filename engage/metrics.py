@@ -23,6 +23,12 @@ OLDEST_UNFLUSHED = Gauge(
     "engage_oldest_unflushed_seconds", "Age of the oldest change not yet in Postgres (0: none)")
 CONTENT_ACTORS = Gauge("engage_content_actors", "Content actors running in this process")
 HTTP_ERRORS = Counter("engage_http_errors_total", "Problem responses, by status", ["status"])
+DEPENDENCY_FAILURES = Counter(
+    "engage_dependency_failures_total",
+    "Failed calls to Redis or Postgres, by the actor and dependency that saw them", ["what"])
+DEPENDENCY_DOWN = Gauge(
+    "engage_dependency_down", "1 while an actor sees its dependency down (engage/outage.py)",
+    ["what"])
 NOTIFICATIONS = Counter(
     "engage_notifications_total", "Notifications stored and pushed, by kind", ["kind"])
 NOTIFICATIONS_SKIPPED = Counter(

@@ -31,7 +31,7 @@ class Settings:
     dev_mode: bool = False
     applause_cap: int = 50
     flush_interval: float = 1.0
-    flush_max_retry_delay: float = 30.0
+    flush_max_retry_delay: float = 2.0
     sweep_stale_after: float = 15.0
     sweep_interval: float = 5.0
     counter_ttl: int = 604800

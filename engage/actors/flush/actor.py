@@ -15,6 +15,7 @@ import logging
 import trio
 
 from engage import metrics
+from engage.outage import Outage
 from engage.actors.flush.messages import FlushNow
 from engage.actors.ref import ActorRef, Mailbox
 from engage.errors import StoreError
@@ -59,12 +60,13 @@ class FlushActor:
     """
 
     def __init__(self, cache: CounterCache, database: CounterDatabase, *, instance_id: str,
-                 interval: float, max_retry_delay: float = 30.0) -> None:
+                 interval: float, max_retry_delay: float = 2.0) -> None:
         self.cache = cache
         self.database = database
         self.instance_id = instance_id
         self.interval = interval
         self.max_retry_delay = max_retry_delay
+        self._outage = Outage("flush: redis or postgres", log)
         self.mailbox = Mailbox(FLUSH_MAILBOX_SIZE)
         self.ref = ActorRef("flush", self.mailbox)
         self._seq = itertools.count(1)
@@ -85,10 +87,11 @@ class FlushActor:
                 except StoreError as exc:
                     metrics.FLUSHES.labels("error").inc()
                     delay = min(max(delay * 2, FLUSH_RETRY_DELAY), self.max_retry_delay)
-                    log.warning("flush failed, retrying in %.1f s: %s", delay, exc)
+                    self._outage.failed(exc)
                     if request is not None:
                         request.refuse(exc)
                     continue
+                self._outage.ok()
                 delay = self.interval
                 if request is not None:
                     request.answer(reports)

@@ -18,6 +18,7 @@ from engage.actors.flush.actor import apply_batch
 from engage.actors.flush.messages import SweepNow
 from engage.actors.ref import ActorRef, Mailbox
 from engage.errors import StoreError
+from engage.outage import Outage
 from engage.store.protocols import CounterCache, CounterDatabase
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class SweeperActor:
         self.stale_after = stale_after
         self.mailbox = Mailbox(SWEEPER_MAILBOX_SIZE)
         self.ref = ActorRef("sweeper", self.mailbox)
+        self._outage = Outage("sweeper: redis or postgres", log)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self.ref)
@@ -49,10 +51,11 @@ class SweeperActor:
             try:
                 swept = await self.sweep()
             except StoreError as exc:
-                log.warning("sweep failed: %s", exc)
+                self._outage.failed(exc)
                 if request is not None:
                     request.refuse(exc)
                 continue
+            self._outage.ok()
             if request is not None:
                 request.answer(swept)
 

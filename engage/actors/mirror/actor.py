@@ -15,6 +15,7 @@ import trio
 from engage import metrics
 from engage.actors.mirror.messages import Apply, Hydrate, PublishCounts, ReadCounts
 from engage.actors.ref import ActorRef, Envelope, Mailbox
+from engage.outage import Outage
 from engage.store.protocols import CounterCache
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class MirrorActor:
         self.cache = cache
         self.mailbox = Mailbox(mailbox_size)
         self.ref = ActorRef("mirror", self.mailbox)
+        self._outage = Outage("mirror: redis", log)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self.ref)
@@ -70,16 +72,16 @@ class MirrorActor:
     async def _hydrate_one(self, msg: Hydrate) -> list[bool]:
         return [await self.cache.hydrate(msg.content_id, msg.snapshot)]
 
-    @staticmethod
-    async def _answer(envelopes: list[Envelope], call, arg) -> None:
+    async def _answer(self, envelopes: list[Envelope], call, arg) -> None:
         try:
             results = await call(arg)
         except Exception as exc:  # StoreError and bugs alike: every asker hears of it
-            log.warning("mirror: redis call failed: %s", exc)
+            self._outage.failed(exc)
             for envelope in envelopes:
                 if envelope.reply is not None:
                     envelope.reply.fail(exc)
             return
+        self._outage.ok()
         for envelope, result in zip(envelopes, results or ()):
             if envelope.reply is not None:
                 envelope.reply.set(result)

@@ -43,6 +43,7 @@ from engage.domain.notifications import (
     user_subject,
 )
 from engage.errors import StoreError
+from engage.outage import Outage
 from engage.store.comments import PostgresComments
 from engage.store.content_meta import PostgresContentMeta
 from engage.store.events import Event, EventLog
@@ -70,7 +71,7 @@ READ_LINGER = 0.05
 CLAIM_MARGIN = 30.0
 #: Back-off after a store failure, in seconds.
 RETRY_MIN_DELAY = 0.5
-RETRY_MAX_DELAY = 30.0
+RETRY_MAX_DELAY = 2.0  # back within 2 s of the store returning, however long it was gone
 #: Seconds the "pushed" mark may take while the actor is being cancelled.
 MARK_PUSHED_TIMEOUT = 5.0
 #: Deleted comment ids remembered to cancel replies still in flight.
@@ -102,6 +103,7 @@ class NotifierActor:
                  content_meta: PostgresContentMeta, notifications: PostgresNotifications, *,
                  instance_id: str, coalesce_window: float, rate_per_minute: int) -> None:
         self.events = events
+        self._outage = Outage("notifier: event log or postgres", log)
         self.history = history
         self.comments = comments
         self.content_meta = content_meta
@@ -176,11 +178,12 @@ class NotifierActor:
                 await self._handle(batch)
                 await self._deliver_groups(self._coalescer.due(trio.current_time()))
                 delay = RETRY_MIN_DELAY
+                self._outage.ok()
                 if 0 < len(batch) < READ_BATCH:
                     await trio.sleep(READ_LINGER)
             except StoreError as exc:
                 # What was read but not acknowledged is read again on recovery.
-                log.warning("notifier: %s; retrying in %.1f s", exc, delay)
+                self._outage.failed(exc)
                 recovered = False
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)

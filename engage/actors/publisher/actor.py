@@ -36,6 +36,7 @@ from engage.actors.publisher.messages import PublishPayload
 from engage.actors.ref import ActorRef, Mailbox
 from engage.domain.content import ContentMeta, parse_publish_fields
 from engage.errors import StoreError, ValidationError
+from engage.outage import Outage
 from engage.store.content_meta import ANNOUNCED, PostgresContentMeta
 from engage.store.history import RedisHistory
 from engage.store.publishing import DeadLetter, PublishEntry, PublishStream
@@ -51,7 +52,7 @@ READ_BLOCK = 1.0
 READ_COUNT = 100
 #: Back-off after a failed round, in seconds.
 RETRY_MIN_DELAY = 0.2
-RETRY_MAX_DELAY = 5.0
+RETRY_MAX_DELAY = 2.0  # back within 2 s of the store returning, however long it was gone
 #: Least seconds between two looks for stale pending entries.
 MIN_CLAIM_INTERVAL = 0.1
 #: Last errors remembered for entries awaiting a retry (for dead-letter reasons).
@@ -75,6 +76,7 @@ class PublisherActor:
                  history: RedisHistory, *, consumer: str, max_deliveries: int,
                  claim_idle: float, read_block: float = READ_BLOCK) -> None:
         self.stream = stream
+        self._outage = Outage("publisher: publish stream or postgres", log)
         self.content_meta = content_meta
         self.history = history
         self.consumer = consumer
@@ -122,8 +124,9 @@ class PublisherActor:
                 await self._handle_entries(await self.stream.read(
                     self.group, self.consumer, count=READ_COUNT, block=self.read_block))
                 delay = RETRY_MIN_DELAY
+                self._outage.ok()
             except StoreError as exc:
-                log.warning("publisher: %s; retrying in %.1f s", exc, delay)
+                self._outage.failed(exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
 

@@ -24,6 +24,7 @@ from engage.actors.webhooks.messages import DeliverDue
 from engage.domain.webhooks import (SIGNATURE_HEADER, WEBHOOK_EVENTS, payload, redact_url,
                                     retry_delay, sign)
 from engage.errors import StoreError
+from engage.outage import Outage
 from engage.store.events import EventLog
 from engage.store.webhooks import Delivery, PostgresWebhooks
 
@@ -76,6 +77,8 @@ class WebhookActor:
         self.events = events
         self.store = store
         self.urls = urls
+        self._log_outage = Outage("webhooks: event log", log)
+        self._queue_outage = Outage("webhooks: delivery queue", log)
         self.secrets = secrets
         self.max_attempts = max_attempts
         self.timeout = timeout
@@ -111,10 +114,11 @@ class WebhookActor:
                     events = await self.events.read(WEBHOOK_GROUP, self.consumer,
                                                     count=READ_BATCH, block=READ_BLOCK)
                     await self._queue(events)
+                    self._log_outage.ok()
                     if 0 < len(events) < READ_BATCH:
                         await trio.sleep(READ_LINGER)
             except StoreError as exc:
-                log.warning("webhooks: event log unavailable: %s", exc)
+                self._log_outage.failed(exc)
                 await trio.sleep(STORE_RETRY_DELAY)
 
     async def _queue(self, events: list) -> None:
@@ -137,10 +141,11 @@ class WebhookActor:
             try:
                 attempted = await self.deliver_due(http)
             except StoreError as exc:
-                log.warning("webhooks: delivery queue unavailable: %s", exc)
+                self._queue_outage.failed(exc)
                 if request is not None:
                     request.refuse(exc)
                 continue
+            self._queue_outage.ok()
             if request is not None:
                 request.answer(attempted)
 

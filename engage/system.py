@@ -113,8 +113,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 
 @asynccontextmanager
 async def _open_native(url: str) -> AsyncIterator[RespConnection | None]:
-    """The trio-native connection for the counter hot path (connects on first
-    use); None where it cannot speak the URL (TLS), which keeps the bridge."""
+    """A trio-native connection for a hot path (connects on first use); None
+    where it cannot speak the URL, which keeps the bridge."""
     try:
         connection = RespConnection(url)
     except StoreError as exc:

@@ -11,6 +11,7 @@ actor's); publishing goes through the ordinary client or Lua scripts.
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import parse_qs, unquote, urlparse
@@ -30,7 +31,12 @@ READ_SIZE = 65536
 
 @dataclass(frozen=True)
 class RedisAddress:
-    """Where Redis is, parsed from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    """Where Redis is, parsed from a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+    ``rediss://`` is TLS, with the same query parameters redis-py reads:
+    ``ssl_ca_certs`` (a CA file; default: the system's), ``ssl_cert_reqs``
+    (``required``, the default, or ``none``), ``ssl_check_hostname``.
+    """
 
     host: str | None = "127.0.0.1"
     port: int = 6379
@@ -38,6 +44,10 @@ class RedisAddress:
     username: str | None = None
     password: str | None = None
     db: int = 0
+    tls: bool = False
+    ca_certs: str | None = None
+    verify: bool = True
+    check_hostname: bool = True
 
     @classmethod
     def from_url(cls, url: str) -> "RedisAddress":
@@ -50,11 +60,43 @@ class RedisAddress:
             return cls(host=None, path=parsed.path, username=username, password=password)
         if parsed.scheme not in ("redis", "rediss"):
             raise StoreError(f"unsupported redis url scheme {parsed.scheme!r}")
-        if parsed.scheme == "rediss":
-            raise StoreError("TLS (rediss://) is not supported for pub/sub yet")
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items() if v}
         db = parsed.path.strip("/")
+        verify = query.get("ssl_cert_reqs", "required").lower() != "none"
         return cls(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
-                   username=username, password=password, db=int(db) if db.isdigit() else 0)
+                   username=username, password=password, db=int(db) if db.isdigit() else 0,
+                   tls=parsed.scheme == "rediss", ca_certs=query.get("ssl_ca_certs"),
+                   verify=verify,
+                   check_hostname=verify and query.get("ssl_check_hostname", "true").lower()
+                   not in ("false", "0", "no"))
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for a ``rediss://`` address."""
+        context = ssl.create_default_context(cafile=self.ca_certs)
+        context.check_hostname = self.check_hostname
+        if not self.verify:
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def open_stream(self) -> trio.abc.Stream:
+        """A connected stream to this address (TLS handshake done for ``rediss://``).
+
+        Raises:
+            OSError, trio.BrokenResourceError: unreachable, or the handshake failed.
+        """
+        if self.path:
+            return await trio.open_unix_socket(self.path)
+        assert self.host is not None
+        stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
+        if self.tls:
+            tls = trio.SSLStream(stream, self.ssl_context(), server_hostname=self.host)
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return tls
+        return stream
 
 
 def encode_command(*args: bytes | str) -> bytes:
@@ -208,13 +250,8 @@ async def connect_pubsub(url: str) -> PubSubConnection:
     address = RedisAddress.from_url(url)
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
-            if address.path:
-                stream = await trio.open_unix_socket(address.path)
-            else:
-                assert address.host is not None
-                stream = await trio.open_tcp_stream(address.host, address.port)
-            conn = PubSubConnection(stream)
+            conn = PubSubConnection(await address.open_stream())
             await conn.handshake(address)
             return conn
-    except (OSError, trio.TooSlowError) as exc:
+    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
         raise StoreError(f"redis pub/sub: cannot connect: {exc}") from exc

@@ -69,11 +69,7 @@ class RespConnection:
     async def _connect(self) -> trio.abc.Stream:
         address = self.address
         with trio.fail_after(CONNECT_TIMEOUT):
-            if address.path:
-                stream: trio.abc.Stream = await trio.open_unix_socket(address.path)
-            else:
-                assert address.host is not None
-                stream = await trio.open_tcp_stream(address.host, address.port)
+            stream = await address.open_stream()
         self._stream = stream
         self._reader = hiredis.Reader()
         setup = []

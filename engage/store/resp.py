@@ -17,6 +17,7 @@ later, as with the bridge). Error replies to single commands come back as
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Final, Sequence
 
 import hiredis
@@ -33,17 +34,29 @@ PIPELINE_TIMEOUT: Final = 5.0
 
 
 class RespConnection:
-    """One Redis connection on trio, used by one task at a time (others wait).
+    """One Redis connection on trio, shared by tasks that pipeline on it.
+
+    Pipelines are written one at a time and their replies read in the same
+    order (Redis answers in order), so a second pipeline can be on the wire
+    while the first one's replies are still coming: the caller's CPU is not
+    idle during a round trip. A pipeline that fails or is cancelled after it
+    was written leaves replies nobody can match: the connection is dropped
+    and every pipeline waiting on it fails with it.
 
     Args:
-        url: ``redis://[user:password@]host[:port][/db]`` or ``unix://...``.
+        url: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` or ``unix://``.
     """
 
     def __init__(self, url: str) -> None:
         self.address = RedisAddress.from_url(url)
         self._stream: trio.abc.Stream | None = None
         self._reader = hiredis.Reader()
-        self._lock = trio.Lock()
+        self._send_lock = trio.Lock()
+        #: One event per pipeline written and not yet read, in write order; the
+        #: head's is set (it reads now), the others wait their turn.
+        self._turns: deque[trio.Event] = deque()
+        #: Bumped when the connection is dropped: older pipelines cannot be read.
+        self._generation = 0
 
     async def pipeline(self, commands: Sequence[Sequence[bytes | str]]) -> list:
         """Send ``commands`` in one write and read their replies, in order.
@@ -53,18 +66,33 @@ class RespConnection:
                 took longer than :data:`PIPELINE_TIMEOUT` (the connection is
                 dropped: its replies can no longer be matched).
         """
-        async with self._lock:
-            try:
-                with trio.fail_after(PIPELINE_TIMEOUT):
+        data = b"".join(encode_command(*c) for c in commands)
+        written = None  # the generation it was written on, once it was
+        try:
+            with trio.fail_after(PIPELINE_TIMEOUT):
+                async with self._send_lock:
                     stream = self._stream or await self._connect()
-                    await stream.send_all(b"".join(encode_command(*c) for c in commands))
-                    return [await self._read_reply() for _ in commands]
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                    trio.TooSlowError, StoreError) as exc:
-                await self._drop()
-                if isinstance(exc, StoreError):
-                    raise
+                    turn = trio.Event()
+                    if not self._turns:
+                        turn.set()
+                    self._turns.append(turn)
+                    written = self._generation
+                    await stream.send_all(data)
+                await turn.wait()
+                if written != self._generation:
+                    raise StoreError("redis: the connection was lost")
+                replies = [await self._read_reply() for _ in commands]
+            self._turns.popleft()  # ours, at the head: hand the turn on
+            if self._turns:
+                self._turns[0].set()
+            return replies
+        except BaseException as exc:
+            if written is not None and written == self._generation:
+                await self._drop()  # our replies would be read as someone else's
+            if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                                trio.TooSlowError)):
                 raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
+            raise
 
     async def _connect(self) -> trio.abc.Stream:
         address = self.address
@@ -96,14 +124,17 @@ class RespConnection:
         return reply
 
     async def _drop(self) -> None:
+        self._generation += 1
+        for turn in self._turns:  # waiting pipelines wake, see the new generation, fail
+            turn.set()
+        self._turns.clear()
         stream, self._stream = self._stream, None
         if stream is not None:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
     async def aclose(self) -> None:
-        async with self._lock:
-            await self._drop()
+        await self._drop()
 
 
 class NativeScripts:

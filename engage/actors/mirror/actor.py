@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 MIRROR_MAILBOX_SIZE = 8192
 #: Most requests folded into one pipeline.
 MIRROR_MAX_BATCH = 1024
+#: Pipelines (rounds) written to Redis and not yet answered, at most.
+MIRROR_ROUNDS_IN_FLIGHT = 2
 
 
 class MirrorActor:
@@ -41,11 +43,24 @@ class MirrorActor:
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self.ref)
         receive = self.mailbox.receive_channel
-        while True:
-            batch = [await receive.receive()]
-            batch += self.mailbox.drain_nowait(MIRROR_MAX_BATCH - 1)
-            metrics.MIRROR_BATCH_SIZE.observe(len(batch))
+        # Two rounds on the wire at once: while one round's replies are coming
+        # back, the next is already written, so the process is not idle for a
+        # Redis round trip. A content actor waits for its own Apply, so one
+        # item is never in two rounds at once; its order holds.
+        in_flight = trio.Semaphore(MIRROR_ROUNDS_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            while True:
+                batch = [await receive.receive()]
+                await in_flight.acquire()
+                batch += self.mailbox.drain_nowait(MIRROR_MAX_BATCH - 1)
+                metrics.MIRROR_BATCH_SIZE.observe(len(batch))
+                nursery.start_soon(self._round, batch, in_flight)
+
+    async def _round(self, batch: list[Envelope], in_flight: trio.Semaphore) -> None:
+        try:
             await self._process(batch)
+        finally:
+            in_flight.release()
 
     async def _process(self, batch: list[Envelope]) -> None:
         applies = [e for e in batch if isinstance(e.message, Apply)]

@@ -10,12 +10,12 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from engage import metrics
+from engage.http1.response import PROBLEM_JSON
 from engage.errors import (ActorError, ClientError, StoreError, TooManyChildren, TooManyRequests,
                            Unavailable)
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
 
 
 def problem(status: int, title: str, detail: str, *, code: str,

@@ -19,7 +19,7 @@ from engage.auth import Identity, parse_authorization
 from engage.domain.address import client_address
 from engage.errors import UnsupportedMediaType
 from engage.http1 import Request, Response
-from engage.http1.response import problem_body
+from engage.http1.response import PROBLEM_JSON, problem_body
 from engage.schemas.base import decode_body
 from engage.settings import Settings
 
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 JSON: Final = [("content-type", "application/json")]
-PROBLEM: Final = "application/problem+json"
 STATE_CHANGING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encode = msgspec.json.Encoder().encode
 
@@ -93,4 +92,4 @@ def problem_response(status: int, detail: str, *, code: str,
     """A counted problem+json :class:`Response`."""
     metrics.HTTP_ERRORS.labels(str(status)).inc()
     body = problem_body(status, detail, code=code, title=title, **extra)
-    return Response(status, body, [("content-type", PROBLEM), *(headers or [])])
+    return Response(status, body, [("content-type", PROBLEM_JSON), *(headers or [])])

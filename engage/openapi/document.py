@@ -11,8 +11,9 @@ from engage import __version__
 from engage.domain.counters import MAX_VIEWER_ID
 from engage.domain.moderation import MAX_BAN_REASON, MAX_BAN_SECONDS
 from engage.domain.notifications import MAX_READ_IDS
+from engage.http1.response import PROBLEM_JSON
 from engage.openapi.responses import (COMMENT_ID_PATTERN, CONTENT_ID_PATTERN, ID_PATTERN,
-                                      PROBLEM_JSON, REF, REQUEST_STRUCTS, RESPONSE_STRUCTS,
+                                      REF, REQUEST_STRUCTS, RESPONSE_STRUCTS,
                                       UNDOCUMENTED, NotReady, Problem)
 from engage.openapi.routes import PATH_PARAMETERS, QUERY, QUERY_LIMITS, ROUTES, Route
 from engage.schemas import Event, EventsBody

@@ -12,7 +12,6 @@ from engage.schemas import (ApplauseBody, BanBody, CommentBody, CommentEdit, Emp
                             EventsBody, PublishBody, ReadBody, ViewBody)
 
 
-PROBLEM_JSON = "application/problem+json"
 CONTENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 #: Comment and notification ids: positive integers, carried as strings.
 ID_PATTERN = COMMENT_ID_PATTERN = r"^[1-9][0-9]{0,17}$"

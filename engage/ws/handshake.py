@@ -9,11 +9,11 @@ then validates the upgrade and builds the ``101`` reply; the refusals
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from http import HTTPStatus
 
-PROBLEM_JSON = "application/problem+json"
+from engage.http1.request import Response
+from engage.http1.response import PROBLEM_JSON, encode_response, problem_body
+
 #: Largest request head accepted on the WebSocket path (431 beyond).
 MAX_HEAD_BYTES = 16 * 1024
 HEAD_END = b"\r\n\r\n"
@@ -73,28 +73,10 @@ def parse_head(head: bytes) -> RequestHead:
 
 def http_response(status: int, body: bytes = b"", *, content_type: str = PROBLEM_JSON,
                   headers: tuple[tuple[str, str], ...] = ()) -> bytes:
-    """A complete ``HTTP/1.1`` response that ends the connection."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    lines = [f"HTTP/1.1 {status} {phrase}",
-             f"Content-Type: {content_type}",
-             f"Content-Length: {len(body)}",
-             "Connection: close",
-             "X-Content-Type-Options: nosniff",
-             *(f"{name}: {value}" for name, value in headers)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def problem_body(status: int, detail: str, *, code: str) -> bytes:
-    """An RFC 9457 problem document, shaped like :mod:`engage.problems`."""
-    try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    return json.dumps({"type": "about:blank", "title": title, "status": status,
-                       "detail": detail, "code": code}).encode("utf-8")
+    """A complete ``HTTP/1.1`` response that ends the connection (framed like
+    every other answer: :func:`engage.http1.response.encode_response`)."""
+    return encode_response(Response(status, body, [("content-type", content_type), *headers]),
+                           close=True)
 
 
 def problem_response(status: int, detail: str, *, code: str,

@@ -46,7 +46,6 @@ def create_app(system: System) -> QuartTrio:
 
     # -- errors -------------------------------------------------------------------
 
-    app.before_request(web.read_body_first)  # first: see its docstring
     app.before_request(web.refuse_non_json)
 
     @app.errorhandler(ClientError)

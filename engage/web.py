@@ -62,20 +62,6 @@ async def body(schema: type[T], *, required: bool = True) -> T | None:
     return decode_body(raw, request.mimetype, schema, required=required)
 
 
-async def read_body_first() -> None:
-    """Before every request that has a body: take all of it in (413 beyond
-    ``max_body_bytes``) before anything can answer.
-
-    Hypercorn 0.18's HTTP/1.1 connection can stall for good when an answer (a
-    401, 403, 404, 415...) is finished while the request's body is still
-    arriving: the client's next request on that keep-alive connection is read
-    but never answered, and the server keeps the socket (CLOSE-WAIT) after the
-    client gives up. Quart buffers the body anyway, so this costs nothing.
-    """
-    if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", ""):
-        await request.get_data()
-
-
 async def refuse_non_json() -> None:
     """Before every state-changing request: a declared body type other than
     JSON is refused, body or not. (A coroutine: quart-trio runs plain

@@ -203,7 +203,8 @@ async def test_refused_requests_do_not_spoil_the_connection(live):
     """Early answers (401, 403, 404, 415, 413) to requests with bodies, each
     followed by a request on the same keep-alive connection: every one is
     answered. (Hypercorn could leave such a connection stuck when the answer
-    went out before the body was read; see engage.web.read_body_first.)"""
+    went out before the body was read; engage/http1 reads every body whole,
+    within its limit, before anything answers.)"""
     user = bearer(token_for("plain"))
     refusals = [
         ("POST", "/v1/content/ka/comments", {}, b'{"body": "hi"}', 401),

@@ -70,8 +70,9 @@ async def main(settings: Settings) -> None:
                     server_done.set()
 
             urls = await root.start(run_server)
-            print(f"Engage serving on {urls[0] if urls else settings.host}"
-                  f" (instance {system.instance_id})", flush=True)
+            url = urls[0] if urls else f"http://{settings.host}:{settings.port}"
+            print(f"Engage serving on {url} (instance {system.instance_id}); "
+                  f"demo page: {url}/?content=hello", flush=True)
             await server_done.wait()
             log.info("http server stopped; stopping actors")
             root.cancel_scope.cancel()

@@ -221,7 +221,6 @@ class TokenVerifier:
     # -- internals ------------------------------------------------------------
 
     def _candidates(self, alg: str, kid: Any) -> list[_PublicKey]:
-        self._maybe_reload()
         usable = [k for k in self._keys if k.algorithm == alg]
         if not usable:
             raise Unauthorized(f"{alg} tokens are not accepted here (no {KEY_ALGORITHMS[alg]} "

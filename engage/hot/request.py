@@ -14,12 +14,12 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from engage import metrics, problems
+from engage import problems
 from engage.auth import Identity, parse_authorization
 from engage.domain.address import client_address
 from engage.errors import UnsupportedMediaType
 from engage.http1 import Request, Response
-from engage.http1.response import PROBLEM_JSON, problem_body
+from engage.http1.response import problem
 from engage.schemas.base import decode_body
 from engage.settings import Settings
 
@@ -79,17 +79,8 @@ def error_response(exc: Exception, request: Request) -> Response:
     if error is None:
         log.error("unhandled error in %s %r", request.method, request.target[:200],
                   exc_info=(type(exc), exc, exc.__traceback__))
-        return problem_response(500, "the server failed to handle this request; it has "
-                                     "been logged", code="internal")
+        return problem(500, "the server failed to handle this request; it has been logged",
+                       code="internal")
     headers, extra = problems.client_error_parts(error)
-    return problem_response(error.status, error.detail, code=error.code,
-                            headers=list(headers.items()), title=error.title, **extra)
-
-
-def problem_response(status: int, detail: str, *, code: str,
-                     headers: list[tuple[str, str]] | None = None, title: str | None = None,
-                     **extra: object) -> Response:
-    """A counted problem+json :class:`Response`."""
-    metrics.HTTP_ERRORS.labels(str(status)).inc()
-    body = problem_body(status, detail, code=code, title=title, **extra)
-    return Response(status, body, [("content-type", PROBLEM_JSON), *(headers or [])])
+    return problem(error.status, error.detail, code=error.code,
+                   headers=list(headers.items()), title=error.title, **extra)

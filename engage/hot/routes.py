@@ -23,8 +23,8 @@ from engage.domain import Op, make_op, validate_content_id
 from engage.domain.ingest import parse_events
 from engage.errors import ActorError, ClientError, StoreError, ValidationError
 from engage.hot.request import (address, body, error_response, identity, json_response,
-                                problem_response, refuse_non_json)
-from engage.http1 import Request, Response
+                                refuse_non_json)
+from engage.http1 import Request, Response, problem
 from engage.schemas import ApplauseBody, EmptyBody, EventsBody, ViewBody
 from engage.system import System
 from engage.web import REQUEST_TIMEOUT
@@ -88,9 +88,9 @@ class HotRoutes:
         rule, content_id = found
         method = request.method
         if method not in rule.methods:
-            return problem_response(405, "The method is not allowed for the requested URL.",
-                                    code="method_not_allowed", title="Method Not Allowed",
-                                    headers=[("allow", _ALLOW[rule.rule])])
+            return problem(405, "The method is not allowed for the requested URL.",
+                           code="method_not_allowed", title="Method Not Allowed",
+                           headers=[("allow", _ALLOW[rule.rule])])
         if method == "OPTIONS":
             return Response(200, b"", [("allow", _ALLOW[rule.rule])])
         try:
@@ -208,5 +208,5 @@ class HotRoutes:
                 nursery.start_soon(check, name, ping)
         if all(v == "ok" for v in status.values()):
             return json_response({"status": "ready", **status})
-        return problem_response(503, "a backing store is unreachable", code="not_ready",
-                                title="Not ready", checks=status)
+        return problem(503, "a backing store is unreachable", code="not_ready",
+                       title="Not ready", checks=status)

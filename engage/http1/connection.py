@@ -1,6 +1,6 @@
 """One HTTP/1.1 connection: read requests, answer each in order, close when due.
 
-:func:`serve_http` runs in the connection's own task. Requests are read with
+:meth:`HttpConnection.serve` runs in the connection's own task. Requests are read with
 plain non-blocking ``recv`` calls (``wait_readable`` only when the kernel has
 nothing) and parsed by :class:`~engage.http1.parser.RequestParser`; each
 complete request goes to the app, and its answer is written before the next
@@ -33,7 +33,6 @@ from typing import Final
 
 import trio
 
-from engage import metrics
 from engage.netio import recv_nowait, recv_wait
 from engage.http1.parser import RequestParser
 from engage.http1.request import Request, Response
@@ -61,11 +60,10 @@ class HttpConnection:
 
     Attributes:
         idle: True while waiting for the next request (nothing of it read yet).
-        requests: requests answered so far.
     """
 
     __slots__ = ("_stream", "_raw", "_app", "_parser", "_shutting_down", "keep_alive_timeout",
-                 "request_timeout", "idle", "_idle_scope", "requests", "_direct_reads")
+                 "request_timeout", "idle", "_idle_scope", "_direct_reads")
 
     def __init__(self, stream: trio.SocketStream, raw: socket.socket, app: App, *,
                  client: tuple[str, int], max_body_bytes: int, shutting_down: trio.Event,
@@ -80,7 +78,6 @@ class HttpConnection:
         self.request_timeout = request_timeout
         self.idle = True
         self._idle_scope: trio.CancelScope | None = None
-        self.requests = 0
         self._direct_reads = 0
 
     def close_if_idle(self) -> None:
@@ -110,7 +107,6 @@ class HttpConnection:
             return await self._app(request)
         except Exception:
             log.exception("http request %s %r failed", request.method, request.target[:200])
-            metrics.HTTP_ERRORS.labels("500").inc()
             return problem(500, "the server failed to handle this request; it has been logged",
                            code="internal")
 
@@ -126,7 +122,6 @@ class HttpConnection:
         while not parser.requests:
             if parser.error is not None:
                 error = parser.error
-                metrics.HTTP_ERRORS.labels(str(error.status)).inc()
                 await self._send(encode_response(
                     problem(error.status, error.detail, code=error.code), close=True))
                 return None
@@ -148,7 +143,6 @@ class HttpConnection:
             if not data:
                 return None
             parser.feed(data)
-        self.requests += 1
         return parser.requests.popleft()
 
     async def _receive(self, deadline: float | None) -> bytes | None:

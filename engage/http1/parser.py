@@ -156,12 +156,12 @@ class RequestParser:
             raise _Abort(ParseError(413, "too_large",
                                     f"the body is larger than {self.max_body_bytes} bytes"))
         self._current = request
-        self.expects_continue = (request.header(b"expect") or b"").lower() == b"100-continue" \
-            and request.has_body
-        if request.header(b"expect") is not None and not self.expects_continue \
-                and request.has_body:
-            raise _Abort(ParseError(417, "expectation_failed",
-                                    "the only expectation supported is 100-continue"))
+        expect = request.header(b"expect")
+        if expect is not None and request.has_body:
+            if expect.lower() != b"100-continue":
+                raise _Abort(ParseError(417, "expectation_failed",
+                                        "the only expectation supported is 100-continue"))
+            self.expects_continue = True
 
     def on_body(self, body: bytes) -> None:
         self.expects_continue = False

@@ -13,6 +13,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Final
 
+from engage import metrics
 from engage.http1.request import Response
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -91,7 +92,8 @@ def problem_body(status: int, detail: str, *, code: str, title: str | None = Non
 
 
 def problem(status: int, detail: str, *, code: str, headers: list[tuple[str, str]] | None = None,
-            close: bool = False, **extra: object) -> Response:
-    """A problem+json :class:`Response`."""
-    return Response(status, problem_body(status, detail, code=code, **extra),
+            close: bool = False, title: str | None = None, **extra: object) -> Response:
+    """A problem+json :class:`Response`, counted in ``engage_http_errors_total``."""
+    metrics.HTTP_ERRORS.labels(str(status)).inc()
+    return Response(status, problem_body(status, detail, code=code, title=title, **extra),
                     [("content-type", PROBLEM_JSON), *(headers or [])], close=close)

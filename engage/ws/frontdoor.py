@@ -196,8 +196,9 @@ async def serve_front(app: AsgiApp, config: FrontConfig, ws_handler: WsHandler, 
                             if shutdown_trigger is not None:
                                 accept_nursery.start_soon(_cancel_when, shutdown_trigger,
                                                           accept_nursery.cancel_scope)
-                            log.info("Running on %s", _url(listener))
-                            task_status.started([_url(listener)])
+                            url = _url(listener)
+                            log.info("Running on %s", url)
+                            task_status.started([url])
                     finally:
                         listener.close()
                         server_nursery.cancel_scope.deadline = (trio.current_time()

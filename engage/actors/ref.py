@@ -12,8 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
+import outcome
 import trio
 
+from engage.actors.watchdog import Watchdog
 from engage.errors import ActorDeadError, AskTimeout, MailboxFull
 
 T = TypeVar("T")
@@ -26,29 +28,41 @@ class Reply(Generic[T]):
     """A one-shot slot for the answer to an ``ask``.
 
     The actor that handles the message calls :meth:`set` or :meth:`fail` once;
-    the asker awaits :meth:`get`.
+    the asker awaits :meth:`get`. A waiting asker is parked and rescheduled
+    directly; its timeout is kept by the run's :class:`Watchdog`, not by a
+    cancel scope per wait (engage/actors/watchdog.py says why).
     """
 
-    __slots__ = ("_event", "_value", "_error")
+    __slots__ = ("_done", "_value", "_error", "_task", "_deadline", "_timeout")
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        self._done = False
         self._value: Any = None
         self._error: BaseException | None = None
+        #: The task parked in :meth:`get`, and when it gives up.
+        self._task: trio.lowlevel.Task | None = None
+        self._deadline = math.inf
+        self._timeout = 0.0
 
     @property
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._done
 
     def set(self, value: T) -> None:
-        if not self._event.is_set():
+        if not self._done:
             self._value = value
-            self._event.set()
+            self._finish()
 
     def fail(self, error: BaseException) -> None:
-        if not self._event.is_set():
+        if not self._done:
             self._error = error
-            self._event.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
 
     async def get(self, timeout: float = DEFAULT_ASK_TIMEOUT) -> T:
         """Wait for the answer.
@@ -57,17 +71,32 @@ class Reply(Generic[T]):
             AskTimeout: no answer within ``timeout`` seconds.
             Exception: whatever the actor passed to :meth:`fail`.
         """
-        if not self._event.is_set():  # often already answered: skip the cancel scope
+        if not self._done:  # often already answered: no park at all
             await self._wait(timeout)
         if self._error is not None:
             raise self._error
         return self._value
 
     async def _wait(self, timeout: float) -> None:
-        with trio.move_on_after(timeout):
-            await self._event.wait()
-        if not self._event.is_set():
-            raise AskTimeout(f"no reply within {timeout} s")
+        if self._task is not None:
+            raise RuntimeError("another task is already waiting on this reply")
+        self._task = trio.lowlevel.current_task()
+        self._timeout = timeout
+        self._deadline = deadline = trio.current_time() + timeout
+        Watchdog.current().add(deadline, self)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._task = None  # cancelled: a late answer wakes nobody
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _expire(self, deadline: float) -> None:
+        """The watchdog's call at ``deadline``: give up the wait that set it."""
+        if self._task is not None and deadline == self._deadline:
+            task, self._task = self._task, None
+            trio.lowlevel.reschedule(task, outcome.Error(
+                AskTimeout(f"no reply within {self._timeout} s")))
 
 
 class Callback:

@@ -27,6 +27,7 @@ so a client that pipelined past a refusal reads its answer instead of a reset.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -63,7 +64,7 @@ class HttpConnection:
     """
 
     __slots__ = ("_stream", "_raw", "_app", "_parser", "_shutting_down", "keep_alive_timeout",
-                 "request_timeout", "idle", "_idle_scope", "_direct_reads")
+                 "request_timeout", "idle", "_wait_scope", "_direct_reads")
 
     def __init__(self, stream: trio.SocketStream, raw: socket.socket, app: App, *,
                  client: tuple[str, int], max_body_bytes: int, shutting_down: trio.Event,
@@ -77,27 +78,37 @@ class HttpConnection:
         self.keep_alive_timeout = keep_alive_timeout
         self.request_timeout = request_timeout
         self.idle = True
-        self._idle_scope: trio.CancelScope | None = None
+        #: Bounds each wait for the peer's bytes: one scope for the connection,
+        #: its deadline set while waiting and lifted after (entering a scope
+        #: per read cost more than the read; docs/decisions.md §14).
+        self._wait_scope = trio.CancelScope()
         self._direct_reads = 0
 
     def close_if_idle(self) -> None:
         """Shutdown: end this connection now if it is between requests."""
-        if self.idle and self._idle_scope is not None:
-            self._idle_scope.cancel()
+        if self.idle:
+            self._wait_scope.cancel()
 
     async def serve(self) -> None:
         """Answer requests until the connection is due to close, then close it."""
         try:
-            while (request := await self._next_request()) is not None:
-                response = await self._answer(request)
-                parser = self._parser
-                close = (not request.keep_alive or response.close or parser.upgraded
-                         or self._shutting_down.is_set())
-                data = encode_response(response, close=close,
-                                       keep_alive_header=request.version == "1.0",
-                                       head_only=request.method == "HEAD")
-                if not await self._send(data) or close:
-                    break
+            with self._wait_scope:
+                while (request := await self._next_request()) is not None:
+                    response = await self._answer(request)
+                    parser = self._parser
+                    close = (not request.keep_alive or response.close or parser.upgraded
+                             or self._shutting_down.is_set())
+                    data = encode_response(response, close=close,
+                                           keep_alive_header=request.version == "1.0",
+                                           head_only=request.method == "HEAD")
+                    if not await self._send(data) or close:
+                        break
+            # A wait ran out (or shutdown ended an idle one): a request that
+            # had begun is told why; an idle connection just closes.
+            if self._wait_scope.cancelled_caught and not self.idle and self._parser.in_progress:
+                await self._send(encode_response(problem(
+                    408, "the request did not arrive in time", code="request_timeout"),
+                    close=True))
         finally:
             with trio.CancelScope(shield=True):
                 await self._close()
@@ -134,23 +145,18 @@ class HttpConnection:
             if parser.in_progress and deadline is None:
                 deadline = trio.current_time() + self.request_timeout
             data = await self._receive(deadline)
-            if data is None:  # timed out
-                if parser.in_progress:
-                    await self._send(encode_response(problem(
-                        408, "the request did not arrive in time", code="request_timeout"),
-                        close=True))
-                return None
             if not data:
                 return None
             parser.feed(data)
         return parser.requests.popleft()
 
-    async def _receive(self, deadline: float | None) -> bytes | None:
-        """Bytes from the peer (``b""`` at its end); None on the deadline.
+    async def _receive(self, deadline: float | None) -> bytes:
+        """Bytes from the peer (``b""`` at its end).
 
         Between requests (``deadline`` None) the wait is
         ``keep_alive_timeout`` and shutdown ends it; inside a request it ends
-        at ``deadline``.
+        at ``deadline``. Either way the connection's wait scope is cancelled,
+        which ends :meth:`serve`'s loop.
         """
         in_progress = deadline is not None
         if self._direct_reads >= DIRECT_READS_PER_YIELD:
@@ -159,6 +165,7 @@ class HttpConnection:
         data = recv_nowait(self._raw, RECV_BYTES)
         if data is not None:
             self._direct_reads += 1
+            self.idle = False
             return data
         self._direct_reads = 0
         self.idle = not in_progress
@@ -166,16 +173,16 @@ class HttpConnection:
             return b""
         if deadline is None:
             deadline = trio.current_time() + self.keep_alive_timeout
-        with trio.CancelScope(deadline=deadline) as scope:
-            self._idle_scope = scope
-            try:
-                return await recv_wait(self._raw, RECV_BYTES)
-            finally:
-                self._idle_scope = None
-                self.idle = False
-        if self._shutting_down.is_set() and not in_progress:
-            return b""
-        return None
+        scope = self._wait_scope
+        scope.deadline = deadline
+        data = await recv_wait(self._raw, RECV_BYTES)  # Cancelled here ends serve's loop
+        if scope.cancel_called:
+            # The deadline passed (or shutdown came) as the bytes did: the scope
+            # stays cancelled, so the request must not run inside it. End here.
+            await trio.lowlevel.checkpoint()
+        scope.deadline = math.inf
+        self.idle = False
+        return data
 
     async def _send(self, data: bytes) -> bool:
         """Write ``data`` whole; False if the peer is gone."""

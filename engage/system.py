@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
+import trio
 
 from engage.actors import ContentDirectory, FlushActor, MirrorActor, SweeperActor
 from engage.actors.connection import ConnectionContext, ConnectionDirectory
@@ -97,18 +98,23 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 history = RedisHistory(client, bridge, Keys(settings.redis_prefix),
                                        size=settings.history_size, ttl=settings.history_ttl,
                                        native=native_history)
-                events = EventLog(client, bridge, Keys(settings.redis_prefix).events)
+                events = EventLog(client, bridge, Keys(settings.redis_prefix).events,
+                                  settings.redis_url)
                 moderation = PostgresModeration(
                     pool, client, bridge, Keys(settings.redis_prefix),
                     Policy.from_lists(settings.moderation_mode, settings.hold_words,
                                       settings.block_words))
                 await moderation.reinstall_bans()  # a Redis wipe must not lift bans
-                yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                             PostgresComments(pool, bridge), history,
-                             client, events, PostgresContentMeta(pool, bridge),
-                             notifications=PostgresNotifications(
-                                 pool, bridge, keep=settings.notify_max_per_user),
-                             moderation=moderation)
+                try:
+                    yield Stores(bridge, cache, PostgresCounters(pool, bridge),
+                                 PostgresComments(pool, bridge), history,
+                                 client, events, PostgresContentMeta(pool, bridge),
+                                 notifications=PostgresNotifications(
+                                     pool, bridge, keep=settings.notify_max_per_user),
+                                 moderation=moderation)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await events.aclose()
 
 
 @asynccontextmanager
@@ -178,7 +184,7 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
                          presence=presence.ref)
     presence.router = router.ref
     publisher = PublisherActor(
-        PublishStream(stores.redis, stores.bridge, keys), stores.content_meta, stores.history,
+        PublishStream(stores.redis, stores.bridge, keys, settings.redis_url), stores.content_meta, stores.history,
         consumer=instance_id, max_deliveries=settings.publish_max_deliveries,
         claim_idle=settings.publish_claim_idle)
     router.publisher = publisher.ref

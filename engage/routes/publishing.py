@@ -31,7 +31,7 @@ def register(app: QuartTrio, system: System) -> None:
     """Add the publishing routes to ``app``."""
     settings = system.settings
     stream = PublishStream(system.stores.redis, system.stores.bridge,
-                           Keys(settings.redis_prefix))
+                           Keys(settings.redis_prefix), settings.redis_url)  # appends only
 
     @app.post("/v1/content")
     async def publish_content():

@@ -19,9 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from engage.store.bridge import Bridge
 from engage.store.streams import GroupStream
 
 #: Entries the log keeps (approximately) before trimming the oldest.
@@ -51,15 +48,8 @@ def _event(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> 
 class EventLog(GroupStream):
     """Append to and consume the event log.
 
-    Args:
-        client: redis-py asyncio client on the bridge's loop.
-        key: the stream (``<prefix>events``).
+    Args: as :class:`GroupStream`'s; ``key`` is ``<prefix>events``.
     """
-
-    def __init__(self, client: aioredis.Redis, bridge: Bridge, key: str) -> None:
-        self.client = client
-        self.bridge = bridge
-        self.key = key
 
     def _parse(self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Event:
         return _event(entry_id, fields, deliveries)

@@ -72,12 +72,11 @@ class PublishStream(GroupStream):
         client: redis-py asyncio client on the bridge's loop.
         bridge: the trio-asyncio crossing.
         keys: key names (``publish_stream``, ``publish_dead``).
+        url: the Redis URL consumer-group reads connect to.
     """
 
-    def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys) -> None:
-        self.client = client
-        self.bridge = bridge
-        self.key = keys.publish_stream
+    def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, url: str) -> None:
+        super().__init__(client, bridge, keys.publish_stream, url)
         self.dead_key = keys.publish_dead
 
     def _parse(self, entry_id: bytes, fields: dict[bytes, bytes],

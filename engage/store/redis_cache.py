@@ -48,8 +48,9 @@ class RedisCounterCache(RedisStore):
         limits: per-user and per-address limits on likes, applause and views,
             enforced in the same script; ``None``: none. Bans are enforced
             there either way.
-        native: a trio-native connection for :meth:`apply_many` (the hot
-            path, docs/decisions.md §12); ``None``: through the bridge.
+        native: a trio-native connection for :meth:`apply_many` and
+            :meth:`publish_counts` (the mirror's rounds, docs/decisions.md
+            §12); ``None``: through the bridge.
     """
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge, keys: Keys, *,
@@ -71,8 +72,8 @@ class RedisCounterCache(RedisStore):
             limits.view.interval * 1000, limits.view.tolerance * 1000,
             limits.ip.interval * 1000, limits.ip.tolerance * 1000])
         self.scripts = Scripts(client, ("apply", "hydrate", "handoff", "counts"))
-        #: ``apply`` over a native trio connection (the mirror's rounds), if given.
-        self.native = NativeScripts(native, ("apply",)) if native is not None else None
+        #: ``apply`` and ``counts`` over a native trio connection, if given.
+        self.native = NativeScripts(native, ("apply", "counts")) if native is not None else None
 
     # -- trio-facing -----------------------------------------------------------
 
@@ -89,7 +90,10 @@ class RedisCounterCache(RedisStore):
         return await self._call(self._aio_hydrate, content_id, snapshot)
 
     async def publish_counts(self, content_ids: Sequence[str]) -> None:
-        await self._call(self._aio_publish_counts, content_ids)
+        if self.native is None:
+            await self._call(self._aio_publish_counts, content_ids)
+        else:  # every changed item's, a few times a second: no bridge crossing
+            await self.native.run_many(self._counts_calls(content_ids))
 
     async def hand_off(self, batch_id: str) -> bool:
         return await self._call(self._aio_hand_off, batch_id)
@@ -167,11 +171,13 @@ class RedisCounterCache(RedisStore):
         return TooManyRequests(f"too many: {rate.describe(noun)}; retry in {wait:.1f} s",
                                retry_after=wait)
 
-    async def _aio_publish_counts(self, content_ids):
+    def _counts_calls(self, content_ids: Sequence[str]) -> list:
         k = self.keys
-        await self.scripts.run_many([
-            ("counts", [k.counts(c), k.hll(c)], [k.channel(f"content:{c}"), f"content:{c}"])
-            for c in content_ids])
+        return [("counts", [k.counts(c), k.hll(c)], [k.channel(f"content:{c}"), f"content:{c}"])
+                for c in content_ids]
+
+    async def _aio_publish_counts(self, content_ids):
+        await self.scripts.run_many(self._counts_calls(content_ids))
 
     async def _aio_read_many(self, content_ids):
         pipe = self.client.pipeline(transaction=False)

@@ -58,18 +58,20 @@ class RespConnection:
         #: Bumped when the connection is dropped: older pipelines cannot be read.
         self._generation = 0
 
-    async def pipeline(self, commands: Sequence[Sequence[bytes | str]]) -> list:
+    async def pipeline(self, commands: Sequence[Sequence[bytes | str]], *,
+                       timeout: float = PIPELINE_TIMEOUT) -> list:
         """Send ``commands`` in one write and read their replies, in order.
 
         Raises:
             StoreError: Redis is unreachable, the connection broke, or it
-                took longer than :data:`PIPELINE_TIMEOUT` (the connection is
-                dropped: its replies can no longer be matched).
+                took longer than ``timeout`` seconds, connecting included
+                (the connection is dropped: its replies can no longer be
+                matched).
         """
         data = b"".join(encode_command(*c) for c in commands)
         written = None  # the generation it was written on, once it was
         try:
-            with trio.fail_after(PIPELINE_TIMEOUT):
+            with trio.fail_after(timeout):
                 async with self._send_lock:
                     stream = self._stream or await self._connect()
                     turn = trio.Event()

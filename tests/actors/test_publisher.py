@@ -11,7 +11,6 @@ import trio
 from engage.actors.publisher import PUBLISH_GROUP, PublisherActor, PublishPayload
 from engage.errors import StoreError
 from engage.store import Keys
-from engage.store.events import EventLog
 from engage.store.publishing import PublishStream
 from tests.conftest import BASE_REDIS_URL
 from tests.support import fetch
@@ -24,7 +23,8 @@ C9 = {"content": "c9", "title": "T", "url": "https://x/y", "author": "a1"}
 
 
 def _stream(stores, settings) -> PublishStream:
-    return PublishStream(stores.redis, stores.bridge, Keys(settings.redis_prefix))
+    return PublishStream(stores.redis, stores.bridge, Keys(settings.redis_prefix),
+                         settings.redis_url)
 
 
 async def _start(stores, settings, nursery, *, consumer="me", max_deliveries=3,
@@ -55,7 +55,7 @@ async def _until(predicate, timeout: float = SETTLE_TIMEOUT):
 
 
 async def _published_events(stores, settings) -> list:
-    log = EventLog(stores.redis, stores.bridge, Keys(settings.redis_prefix).events)
+    log = stores.events  # the log of this test's prefix, closed with the stores
     await log.ensure_group("test-reader")
     events = await log.read("test-reader", "t", count=1000, block=0.05)
     return [e for e in events if e.type == "content.published"]

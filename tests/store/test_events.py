@@ -5,13 +5,11 @@ from __future__ import annotations
 import trio
 
 from engage.domain import Op, Snapshot
-from engage.store import Keys
-from engage.store.events import EventLog
 
 
 async def test_applause_and_milestones_are_logged_with_the_change(stores, settings):
     with trio.fail_after(20):
-        log = EventLog(stores.redis, stores.bridge, Keys(settings.redis_prefix).events)
+        log = stores.events  # the log of this test's prefix, closed with the stores
         await log.ensure_group("g")
         await stores.cache.hydrate("m", Snapshot(likes=8))
         ops = tuple(Op("like", f"u{i}") for i in range(3)) + (Op("applause", "ann", 12),
@@ -30,7 +28,7 @@ async def test_applause_and_milestones_are_logged_with_the_change(stores, settin
 
 async def test_unacked_events_are_claimed_by_another_consumer(stores, settings):
     with trio.fail_after(20):
-        log = EventLog(stores.redis, stores.bridge, Keys(settings.redis_prefix).events)
+        log = stores.events  # the log of this test's prefix, closed with the stores
         await log.ensure_group("g")
         first = await log.append("comment.created", {"n": 1})
         (got,) = await log.read("g", "dies", count=10, block=0.1)

@@ -96,10 +96,14 @@ class PublisherActor:
         return {"stored": self.stored, "announced": self.announced, "dead": self.dead}
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._mailbox_loop)
-            task_status.started(self.ref)
-            await self._stream_loop()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._mailbox_loop)
+                task_status.started(self.ref)
+                await self._stream_loop()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()  # its group connection
 
     # -- the stream ----------------------------------------------------------------
 

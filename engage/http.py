@@ -16,14 +16,14 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from engage import problems, routes, web
-from engage.actors import DeleteComment, EditComment, PostComment
+from engage.actors import DeleteComment, EditComment
 from engage.auth import issue_token
 from engage.domain import validate_content_id
 from engage.domain.comments import (decode_cursor, encode_cursor, parse_comment_id, validate_body,
                                     validate_page)
 from engage.domain.moderation import has_moderator_role
 from engage.errors import ActorError, ClientError, NotFound, StoreError, Unauthorized
-from engage.schemas import CommentBody, CommentEdit
+from engage.schemas import CommentEdit
 from engage.system import System
 from engage.web import REQUEST_TIMEOUT, ok
 
@@ -75,20 +75,7 @@ def create_app(system: System) -> QuartTrio:
             raise Unauthorized("sign in to comment (Authorization: Bearer <token>)")
         return user
 
-    @app.post("/v1/content/<content_id>/comments")
-    async def post_comment(content_id: str):
-        validate_content_id(content_id)
-        user = signed_in()
-        body = await web.body(CommentBody)
-        text = validate_body(body.body, settings.comment_max_chars)
-        parent_id = None if body.parent is None else parse_comment_id(body.parent)
-        limits = () if system.limits is None else tuple(
-            system.limits.comment_limits(user, web.client_ip(settings)))
-        # The content actor checks the limits of a run of comments in one call.
-        comment = await system.content.ask(content_id, PostComment(user, text, parent_id, limits),
-                                           REQUEST_TIMEOUT)
-        # 202: stored, but held for a moderator (engage/domain/moderation.py).
-        return ok(comment.public(), 202 if comment.status == "held" else 201)
+    # POST /v1/content/<content_id>/comments is a hot route (engage/hot/routes.py).
 
     @app.get("/v1/content/<content_id>/comments")
     async def list_comments(content_id: str):

@@ -5,6 +5,8 @@ counts read per server-side render, a like or an applause. Through quart-trio
 each of these cost about a millisecond of framework (tasks, cancel scopes,
 werkzeug) before any of our code ran (docs/decisions.md §12). Here they are
 plain coroutines: match the path, check, ask the content actor, answer.
+Posting a comment is here too (its cost is the issue-9 target of a
+millisecond all in); listing them stays on quart.
 
 Same contract as before, proven by the same suites: the paths, methods (405
 with ``Allow``, ``HEAD`` and ``OPTIONS`` as quart answered them), bodies,
@@ -18,14 +20,15 @@ from typing import Any, Final
 
 import trio
 
-from engage.actors import GetCounts, Interact
+from engage.actors import GetCounts, Interact, PostComment
 from engage.domain import Op, make_op, validate_content_id
+from engage.domain.comments import parse_comment_id, validate_body
 from engage.domain.ingest import parse_events
-from engage.errors import ActorError, ClientError, StoreError, ValidationError
+from engage.errors import ActorError, ClientError, StoreError, Unauthorized, ValidationError
 from engage.hot.request import (address, body, error_response, identity, json_response,
                                 refuse_non_json)
 from engage.http1 import Request, Response, problem
-from engage.schemas import ApplauseBody, EmptyBody, EventsBody, ViewBody
+from engage.schemas import ApplauseBody, CommentBody, EmptyBody, EventsBody, ViewBody
 from engage.system import System
 from engage.web import REQUEST_TIMEOUT
 
@@ -35,14 +38,20 @@ _CONTENT: Final = "/v1/content/"
 
 
 class _Rule:
-    """One hot route, shaped like a werkzeug rule for the OpenAPI check."""
+    """One hot route, shaped like a werkzeug rule for the OpenAPI check.
 
-    __slots__ = ("rule", "methods", "handler")
+    A ``shared`` rule's path also has quart routes: the methods it does not
+    list (and ``OPTIONS``, whose ``Allow`` quart knows whole) go to quart.
+    """
 
-    def __init__(self, rule: str, methods: set[str], handler: str) -> None:
+    __slots__ = ("rule", "methods", "handler", "shared")
+
+    def __init__(self, rule: str, methods: set[str], handler: str, *,
+                 shared: bool = False) -> None:
         self.rule = rule
         self.methods = methods
         self.handler = handler
+        self.shared = shared
 
 
 #: Every hot route (``engage.openapi.undocumented`` walks these with the quart rules).
@@ -54,6 +63,8 @@ HOT_RULES: Final = (
     _Rule("/v1/content/<content_id>/views", {"POST", "OPTIONS"}, "view"),
     _Rule("/v1/content/<content_id>/like", {"PUT", "DELETE", "OPTIONS"}, "like"),
     _Rule("/v1/content/<content_id>/applause", {"POST", "OPTIONS"}, "applause"),
+    # Listing comments (GET) stays on quart: posting is the busy half.
+    _Rule("/v1/content/<content_id>/comments", {"POST"}, "comment", shared=True),
 )
 _BY_PATH: Final = {r.rule: r for r in HOT_RULES}
 _ALLOW: Final = {r.rule: ", ".join(sorted(r.methods)) for r in HOT_RULES}
@@ -88,6 +99,8 @@ class HotRoutes:
         rule, content_id = found
         method = request.method
         if method not in rule.methods:
+            if rule.shared:
+                return None
             return problem(405, "The method is not allowed for the requested URL.",
                            code="method_not_allowed", title="Method Not Allowed",
                            headers=[("allow", _ALLOW[rule.rule])])
@@ -143,6 +156,23 @@ class HotRoutes:
         op = make_op("applause", user=self._user(request), count=sent.count, cap=self.cap,
                      address=address(request, self.settings))
         return json_response((await self._interact(content_id, op)).public("applause"))
+
+    async def comment(self, request: Request, content_id: str) -> Response:
+        validate_content_id(content_id)
+        user = self._user(request)
+        if user is None:
+            raise Unauthorized("sign in to comment (Authorization: Bearer <token>)")
+        sent = body(request, CommentBody)
+        settings, system = self.settings, self.system
+        text = validate_body(sent.body, settings.comment_max_chars)
+        parent_id = None if sent.parent is None else parse_comment_id(sent.parent)
+        limits = () if system.limits is None else tuple(
+            system.limits.comment_limits(user, address(request, settings)))
+        # The content actor checks the limits of a run of comments in one call.
+        comment = await system.content.ask(content_id, PostComment(user, text, parent_id, limits),
+                                           REQUEST_TIMEOUT)
+        # 202: stored, but held for a moderator (engage/domain/moderation.py).
+        return json_response(comment.public(), 202 if comment.status == "held" else 201)
 
     async def events(self, request: Request) -> Response:
         sent = body(request, EventsBody | list[Any])  # type: ignore[arg-type]

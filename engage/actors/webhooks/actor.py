@@ -127,7 +127,7 @@ class WebhookActor:
             return
         items = []
         for event in events:
-            if event.type in WEBHOOK_EVENTS:
+            if event.type in WEBHOOK_EVENTS and self.urls:
                 body = payload(event.type, event.id, event.at, event.data)
                 items += [(event.id, url, event.type, body) for url in self.urls]
         await self.store.enqueue(items)  # committed before the ack: at least once

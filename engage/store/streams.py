@@ -64,6 +64,22 @@ class GroupStream(RedisStore):
         """New entries for ``consumer`` (waiting up to ``block`` s for the first),
         or, with ``own_pending``, those it read but has not acknowledged yet
         (after id ``after``): what a restarted consumer must handle again."""
+        entries = await self._read(group, consumer, count, block, own_pending, after)
+        gone = [entry[0] for entry in entries if not entry[1]]
+        if gone:
+            await self.ack(group, gone)
+        return [self._parse(i, _fields(f), 1) for i, f in entries if f]
+
+    async def skip(self, group: str, consumer: str, *, count: int, block: float) -> int:
+        """Read new entries and acknowledge them unparsed (a consumer with
+        nothing to do for any); returns how many."""
+        entries = await self._read(group, consumer, count, block, False, "0")
+        await self.ack(group, [entry[0] for entry in entries])
+        return len(entries)
+
+    async def _read(self, group: str, consumer: str, count: int, block: float,
+                    own_pending: bool, after: str) -> list:
+        """``XREADGROUP``'s entries as ``[id, [field, value, ...] or None]``."""
         command: list[str] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", str(count)]
         if not own_pending:
             command += ["BLOCK", str(int(block * 1000))]
@@ -75,11 +91,7 @@ class GroupStream(RedisStore):
                 raise StoreError(f"redis: {reply}")
             await self.ensure_group(group)  # the stream was wiped: start again
             return []
-        entries = [entry for _, page in reply or () for entry in page]
-        gone = [entry[0] for entry in entries if not entry[1]]
-        if gone:
-            await self.ack(group, gone)
-        return [self._parse(i, _fields(f), 1) for i, f in entries if f]
+        return [entry for _, page in reply or () for entry in page]
 
     async def ack(self, group: str, ids: Sequence[str | bytes]) -> None:
         if ids:

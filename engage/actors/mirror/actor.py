@@ -24,7 +24,7 @@ MIRROR_MAILBOX_SIZE = 8192
 #: Most requests folded into one pipeline.
 MIRROR_MAX_BATCH = 1024
 #: Pipelines (rounds) written to Redis and not yet answered, at most.
-MIRROR_ROUNDS_IN_FLIGHT = 2
+MIRROR_ROUNDS_IN_FLIGHT = 4
 
 
 class MirrorActor:
@@ -43,7 +43,7 @@ class MirrorActor:
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self.ref)
         receive = self.mailbox.receive_channel
-        # Two rounds on the wire at once: while one round's replies are coming
+        # Rounds on the wire at once: while one round's replies are coming
         # back, the next is already written, so the process is not idle for a
         # Redis round trip. A content actor waits for its own Apply, so one
         # item is never in two rounds at once; its order holds.

@@ -111,11 +111,16 @@ class WebhookActor:
                         next_claim = trio.current_time() + CLAIM_INTERVAL
                         await self._queue(await self.events.claim_stale(
                             WEBHOOK_GROUP, self.consumer, idle=CLAIM_IDLE, count=READ_BATCH))
-                    events = await self.events.read(WEBHOOK_GROUP, self.consumer,
-                                                    count=READ_BATCH, block=READ_BLOCK)
-                    await self._queue(events)
+                    if self.urls:
+                        events = await self.events.read(WEBHOOK_GROUP, self.consumer,
+                                                        count=READ_BATCH, block=READ_BLOCK)
+                        await self._queue(events)
+                        read = len(events)
+                    else:  # nothing to deliver: keep the group's place without parsing
+                        read = await self.events.skip(WEBHOOK_GROUP, self.consumer,
+                                                      count=READ_BATCH, block=READ_BLOCK)
                     self._log_outage.ok()
-                    if 0 < len(events) < READ_BATCH:
+                    if 0 < read < READ_BATCH:
                         await trio.sleep(READ_LINGER)
             except StoreError as exc:
                 self._log_outage.failed(exc)

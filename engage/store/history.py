@@ -67,8 +67,10 @@ class RedisHistory(RedisStore):
         self.size = size
         self.ttl = ttl
         self.scripts = Scripts(client, ("publish", "position"))
-        #: ``publish`` over a trio-native connection (every comment's), if given.
-        self.native = NativeScripts(native, ("publish",)) if native is not None else None
+        #: ``publish`` (every comment's) and ``position`` (every subscribe's) over
+        #: a trio-native connection, if given.
+        self.native = (NativeScripts(native, ("publish", "position"))
+                       if native is not None else None)
 
     async def publish(self, subject: str, event_type: str, payload: object, *,
                       content_id: str | None = None, comment_delta: int = 0,
@@ -92,7 +94,11 @@ class RedisHistory(RedisStore):
         return self._positions(await self.native.run_many(self._publish_calls(events)))
 
     async def position(self, subject: str) -> tuple[int, str]:
-        return await self._call(self._aio_position, subject)
+        """Where ``subject``'s history stands: (offset, epoch)."""
+        if self.native is None:
+            return await self._call(self._aio_position, subject)
+        (reply,) = await self.native.run_many([self._position_call(subject)])
+        return _position(reply)
 
     async def recover(self, subject: str, offset: int, epoch: str, limit: int) -> Recovery:
         """Events after ``offset`` if they are all still there (at most ``limit``)."""
@@ -127,11 +133,14 @@ class RedisHistory(RedisStore):
     def _positions(replies: list) -> list[tuple[int, str]]:
         return [(int(offset), epoch.decode()) for offset, epoch in replies]
 
-    async def _aio_position(self, subject):
+    def _position_call(self, subject: str) -> tuple[str, list, list]:
         k = self.keys
-        offset, epoch = await self.scripts.run(
-            "position", [k.history(subject), k.history_meta(subject)], [new_epoch(), self.ttl])
-        return int(offset), epoch.decode()
+        return ("position", [k.history(subject), k.history_meta(subject)],
+                [new_epoch(), self.ttl])
+
+    async def _aio_position(self, subject):
+        name, keys, args = self._position_call(subject)
+        return _position(await self.scripts.run(name, keys, args))
 
     async def _aio_recover(self, subject, since, epoch, limit):
         k = self.keys
@@ -153,3 +162,9 @@ class RedisHistory(RedisStore):
         if [e.offset for e in events] != expected:
             return Recovery(current, current_epoch, False)  # trimmed: nothing partial
         return Recovery(current, current_epoch, True, tuple(events))
+
+
+def _position(reply: list) -> tuple[int, str]:
+    """The ``position`` script's ``[offset, epoch]`` as (int, str)."""
+    offset, epoch = reply
+    return int(offset), epoch.decode()

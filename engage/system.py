@@ -184,7 +184,8 @@ def build_system(settings: Settings, stores: Stores, *, instance_id: str | None 
                          presence=presence.ref)
     presence.router = router.ref
     publisher = PublisherActor(
-        PublishStream(stores.redis, stores.bridge, keys, settings.redis_url), stores.content_meta, stores.history,
+        PublishStream(stores.redis, stores.bridge, keys, settings.redis_url),
+        stores.content_meta, stores.history,
         consumer=instance_id, max_deliveries=settings.publish_max_deliveries,
         claim_idle=settings.publish_claim_idle)
     router.publisher = publisher.ref

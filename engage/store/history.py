@@ -81,23 +81,20 @@ class RedisHistory(RedisStore):
             content_id: whose comment count changes by ``comment_delta``.
             log: ``(type, data)`` to append to the event log in the same step.
         """
-        return await self._call(self._aio_publish, subject, event_type, payload,
-                                content_id, comment_delta, log)
+        (result,) = await self.publish_many(
+            [(subject, event_type, payload, content_id, comment_delta, log)])
+        return result
 
     async def publish_many(self, events: Sequence[tuple[str, str, object, str | None, int,
                                                          tuple[str, dict] | None]]
                            ) -> list[tuple[int, str]]:
         """:meth:`publish` several ``(subject, type, payload, content_id,
         comment_delta, log)`` events in order, in one pipeline."""
-        if self.native is None:
-            return await self._call(self._aio_publish_many, list(events))
-        return self._positions(await self.native.run_many(self._publish_calls(events)))
+        return self._positions(await self._run_scripts(self._publish_calls(events)))
 
     async def position(self, subject: str) -> tuple[int, str]:
         """Where ``subject``'s history stands: (offset, epoch)."""
-        if self.native is None:
-            return await self._call(self._aio_position, subject)
-        (reply,) = await self.native.run_many([self._position_call(subject)])
+        (reply,) = await self._run_scripts([self._position_call(subject)])
         return _position(reply)
 
     async def recover(self, subject: str, offset: int, epoch: str, limit: int) -> Recovery:
@@ -105,14 +102,6 @@ class RedisHistory(RedisStore):
         return await self._call(self._aio_recover, subject, offset, epoch, limit)
 
     # -- asyncio side ------------------------------------------------------------
-
-    async def _aio_publish(self, subject, event_type, payload, content_id, comment_delta, log):
-        (result,) = await self._aio_publish_many(
-            [(subject, event_type, payload, content_id, comment_delta, log)])
-        return result
-
-    async def _aio_publish_many(self, events):
-        return self._positions(await self.scripts.run_many(self._publish_calls(events)))
 
     def _publish_calls(self, events) -> list:
         """The ``publish`` script calls for ``events``."""

@@ -78,10 +78,8 @@ class RedisCounterCache(RedisStore):
     # -- trio-facing -----------------------------------------------------------
 
     async def apply_many(self, work: Sequence[tuple[str, Sequence[Op]]]) -> list[ApplyOutcome]:
-        if self.native is None:
-            return await self._call(self._aio_apply_many, work)
-        calls, folded = self._apply_calls(work)  # the hot path: no bridge crossing
-        return self._outcomes(folded, await self.native.run_many(calls))
+        calls, folded = self._apply_calls(work)
+        return self._outcomes(folded, await self._run_scripts(calls))
 
     async def read_many(self, content_ids: Sequence[str]) -> list[Counts | None]:
         return await self._call(self._aio_read_many, content_ids)
@@ -90,10 +88,7 @@ class RedisCounterCache(RedisStore):
         return await self._call(self._aio_hydrate, content_id, snapshot)
 
     async def publish_counts(self, content_ids: Sequence[str]) -> None:
-        if self.native is None:
-            await self._call(self._aio_publish_counts, content_ids)
-        else:  # every changed item's, a few times a second: no bridge crossing
-            await self.native.run_many(self._counts_calls(content_ids))
+        await self._run_scripts(self._counts_calls(content_ids))
 
     async def hand_off(self, batch_id: str) -> bool:
         return await self._call(self._aio_hand_off, batch_id)
@@ -114,10 +109,6 @@ class RedisCounterCache(RedisStore):
         await self._call(self.client.ping)
 
     # -- asyncio side ------------------------------------------------------------
-
-    async def _aio_apply_many(self, work):
-        calls, folded = self._apply_calls(work)
-        return self._outcomes(folded, await self.scripts.run_many(calls))
 
     def _apply_calls(self, work) -> tuple[list, list]:
         """The ``apply`` script calls for ``work``, and each item's folded ops."""
@@ -175,9 +166,6 @@ class RedisCounterCache(RedisStore):
         k = self.keys
         return [("counts", [k.counts(c), k.hll(c)], [k.channel(f"content:{c}"), f"content:{c}"])
                 for c in content_ids]
-
-    async def _aio_publish_counts(self, content_ids):
-        await self.scripts.run_many(self._counts_calls(content_ids))
 
     async def _aio_read_many(self, content_ids):
         pipe = self.client.pipeline(transaction=False)

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from engage.errors import StoreError
 from engage.store.base import RedisStore
 from engage.store.bridge import Bridge
-from engage.store.resp import PIPELINE_TIMEOUT, RespConnection
+from engage.store.resp import RespConnection
 
 #: Seconds a blocking read may take beyond the block it asked Redis for.
 READ_MARGIN: Final = 5.0
@@ -131,9 +131,9 @@ class GroupStream(RedisStore):
             connection = self._connections[group] = RespConnection(self.url)
         return connection
 
-    async def _checked(self, group: str, commands: Sequence[Sequence[str | bytes]],
-                       timeout: float = PIPELINE_TIMEOUT) -> list:
-        replies = await self._connection(group).pipeline(commands, timeout=timeout)
+    async def _checked(self, group: str, commands: Sequence[Sequence[str | bytes]]) -> list:
+        """``commands``' replies; an error reply raises :class:`StoreError`."""
+        replies = await self._connection(group).pipeline(commands)
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise StoreError(f"redis: {reply}")

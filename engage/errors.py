@@ -47,6 +47,18 @@ class StoreError(EngageError):
     """A backing store (Redis or Postgres) failed or is unreachable."""
 
 
+class PostgresServerError(StoreError):
+    """Postgres refused a statement (the connection stays usable).
+
+    Attributes:
+        sqlstate: The five-character SQLSTATE code, e.g. ``23505``.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class ConfigError(EngageError):
     """The configuration is invalid or incomplete."""
 
@@ -168,3 +180,4 @@ class WebSocketClosed(EngageError):
         super().__init__(f"websocket closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
+

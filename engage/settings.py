@@ -40,6 +40,7 @@ class Settings:
     events_max_batch: int = 1000
     max_body_bytes: int = 65536
     database_pool_size: int = 10
+    database_hot_pool_size: int = 4
     redis_pool_size: int = 50
     backlog: int = 4096
     shutdown_timeout: float = 10.0

@@ -57,6 +57,7 @@ from engage.store.publishing import PublishStream
 from engage.store.ratelimit import RedisRateLimiter
 from engage.store.postgres import open_postgres
 from engage.store.redis_cache import open_redis
+from engage.store.pg import PgPool
 from engage.store.resp import RespConnection
 from engage.supervisor import ChildSpec, Supervisor
 
@@ -88,7 +89,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             async with open_redis(settings.redis_url, bridge,
                                   pool_size=settings.redis_pool_size) as client, \
                     _open_native(settings.redis_url) as native, \
-                    _open_native(settings.redis_url) as native_history:
+                    _open_native(settings.redis_url) as native_history, \
+                    _open_native_postgres(settings) as hot_pool:
                 cache = RedisCounterCache(client, bridge, Keys(settings.redis_prefix),
                                           applause_cap=settings.applause_cap,
                                           ttl=settings.counter_ttl,
@@ -103,11 +105,11 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                 moderation = PostgresModeration(
                     pool, client, bridge, Keys(settings.redis_prefix),
                     Policy.from_lists(settings.moderation_mode, settings.hold_words,
-                                      settings.block_words))
+                                      settings.block_words), native=hot_pool)
                 await moderation.reinstall_bans()  # a Redis wipe must not lift bans
                 try:
                     yield Stores(bridge, cache, PostgresCounters(pool, bridge),
-                                 PostgresComments(pool, bridge), history,
+                                 PostgresComments(pool, bridge, native=hot_pool), history,
                                  client, events, PostgresContentMeta(pool, bridge),
                                  notifications=PostgresNotifications(
                                      pool, bridge, keep=settings.notify_max_per_user),
@@ -131,6 +133,26 @@ async def _open_native(url: str) -> AsyncIterator[RespConnection | None]:
         yield connection
     finally:
         await connection.aclose()
+
+
+@asynccontextmanager
+async def _open_native_postgres(settings: Settings) -> AsyncIterator[PgPool | None]:
+    """The trio-native pool for new comments' statements; None where it
+    cannot follow the URL (asyncpg, on the bridge, keeps them)."""
+    if settings.database_hot_pool_size <= 0:
+        yield None
+        return
+    try:
+        pool = PgPool.from_url(settings.database_url, settings.database_hot_pool_size)
+    except StoreError as exc:
+        log.info("new comments go through asyncpg: %s", exc)
+        yield None
+        return
+    try:
+        yield pool
+    finally:
+        with trio.CancelScope(shield=True):
+            await pool.aclose()
 
 
 @dataclass

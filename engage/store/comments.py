@@ -1,4 +1,6 @@
-"""Comments in Postgres (asyncpg on the bridge; one crossing per call).
+"""Comments in Postgres (asyncpg on the bridge; one crossing per call; new
+comments through the trio-native pool when there is one, see
+:meth:`~engage.store.base.PostgresStore._run`).
 
 Only ``visible`` comments are listed (see engage/domain/moderation.py for
 the states); a status change is a compare-and-set on the status the caller
@@ -17,6 +19,7 @@ from engage.errors import ClientError, NotFound, ValidationError
 from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 from engage.store.base import PostgresStore
+from engage.store.pg import PgPool
 
 _COLUMNS = ("id, content_id, author, body, parent_id, root_id, created_at, edited_at, "
             "deleted_at, status")
@@ -62,9 +65,11 @@ class CommentStore(Protocol):
 class PostgresComments(PostgresStore):
     """:class:`CommentStore` on asyncpg."""
 
-    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge, *,
+                 native: PgPool | None = None) -> None:
         self.pool = pool
         self.bridge = bridge
+        self.native = native
 
     async def create(self, content_id, author, body, parent, status="visible"):
         """Store a comment with ``status`` (``visible`` or ``held``).
@@ -84,7 +89,7 @@ class PostgresComments(PostgresStore):
         Returns, per row, ``(comment, the parent's author or None)`` or the
         :class:`ClientError` that :meth:`create` would have raised for it.
         """
-        return await self._call(self._aio_create_many, content_id, list(rows))
+        return await self._run(self._insert_many, content_id, list(rows))
 
     async def get(self, comment_id):
         """The comment in any state (deleted ones too), or ``None``."""
@@ -141,15 +146,16 @@ class PostgresComments(PostgresStore):
             comment, _ = await self._insert(conn, content_id, author, body, parent, status)
         return comment
 
-    async def _aio_create_many(self, content_id: str, rows: list
-                               ) -> list[tuple[Comment, str | None] | ClientError]:
+    @classmethod
+    async def _insert_many(cls, conn, content_id: str, rows: list
+                           ) -> list[tuple[Comment, str | None] | ClientError]:
+        """:meth:`_insert` each row on ``conn`` (either driver's)."""
         out: list[tuple[Comment, str | None] | ClientError] = []
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            for author, body, parent, status in rows:
-                try:
-                    out.append(await self._insert(conn, content_id, author, body, parent, status))
-                except ClientError as exc:
-                    out.append(exc)
+        for author, body, parent, status in rows:
+            try:
+                out.append(await cls._insert(conn, content_id, author, body, parent, status))
+            except ClientError as exc:
+                out.append(exc)
         return out
 
     @staticmethod

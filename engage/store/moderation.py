@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 
 from engage.domain.moderation import Ban, Policy, Standing
 from engage.errors import StoreError
-from engage.store.base import _PG_ERRORS, _REDIS_ERRORS
+from engage.store.base import _PG_ERRORS, _REDIS_ERRORS, PostgresStore
 from engage.store.bridge import Bridge
 from engage.store.keys import Keys
+from engage.store.pg import PgPool
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 
 _BAN_COLUMNS = "user_id, until, reason, banned_by, created_at"
@@ -35,7 +36,7 @@ def _remaining_ms(row: asyncpg.Record) -> int:
     return max(1, int(row["remaining_ms"]))
 
 
-class PostgresModeration:
+class PostgresModeration(PostgresStore):
     """Bans (Postgres + Redis mirror) and trusted commenters, with the
     screening :class:`~engage.domain.moderation.Policy` from the settings.
 
@@ -45,11 +46,13 @@ class PostgresModeration:
         bridge: the trio-asyncio crossing.
         keys: Redis key names.
         policy: how comments are screened (mode and word lists).
+        native: the trio-native pool for the standings of new comments' authors.
     """
 
     def __init__(self, pool: asyncpg.Pool, client: aioredis.Redis, bridge: Bridge, keys: Keys,
-                 policy: Policy | None = None) -> None:
+                 policy: Policy | None = None, *, native: PgPool | None = None) -> None:
         self.pool = pool
+        self.native = native
         self.client = client
         self.bridge = bridge
         self.keys = keys
@@ -82,7 +85,7 @@ class PostgresModeration:
 
     async def standings(self, users: Sequence[str]) -> dict[str, Standing]:
         """:meth:`standing` of several users in one query (a batch of comments)."""
-        return await self._call(self._aio_standings, list(dict.fromkeys(users)))
+        return await self._run(self._standings, list(dict.fromkeys(users)))
 
     async def trusted(self, user: str) -> bool:
         return (await self.standing(user)).trusted
@@ -119,13 +122,14 @@ class PostgresModeration:
                 f"SELECT {_BAN_COLUMNS} FROM bans WHERE user_id = $1 AND until > now()", user)
         return None if row is None else _ban(row)
 
-    async def _aio_standings(self, users: list[str]) -> dict[str, Standing]:
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            rows = await conn.fetch(
-                "SELECT u.who, b.user_id, b.until, b.reason, b.banned_by, b.created_at, "
-                "EXISTS (SELECT 1 FROM trusted_commenters t WHERE t.user_id = u.who) AS trusted "
-                "FROM unnest($1::text[]) AS u(who) "
-                "LEFT JOIN bans b ON b.user_id = u.who AND b.until > now()", users)
+    @staticmethod
+    async def _standings(conn, users: list[str]) -> dict[str, Standing]:
+        """On ``conn`` (either driver's): one query for all of ``users``."""
+        rows = await conn.fetch(
+            "SELECT u.who, b.user_id, b.until, b.reason, b.banned_by, b.created_at, "
+            "EXISTS (SELECT 1 FROM trusted_commenters t WHERE t.user_id = u.who) AS trusted "
+            "FROM unnest($1::text[]) AS u(who) "
+            "LEFT JOIN bans b ON b.user_id = u.who AND b.until > now()", users)
         return {row["who"]: Standing(_ban(row) if row["user_id"] is not None else None,
                                      row["trusted"]) for row in rows}
 

@@ -20,13 +20,10 @@ from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.migrations import migrate
 from engage.store.protocols import FlushReport
-from engage.store.base import PostgresStore
+from engage.store.base import PG_COMMAND_TIMEOUT, PG_CONNECT_TIMEOUT, PostgresStore
 
 log = logging.getLogger(__name__)
 
-#: Seconds to wait for a pooled connection or a statement.
-PG_COMMAND_TIMEOUT = 30.0
-PG_CONNECT_TIMEOUT = 10.0
 
 _UPSERT_COUNTERS = """
 INSERT INTO content_counters AS c (id, views, likes, applause, viewers_hll, updated_at)

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -109,7 +110,7 @@ class Settings:
         all of them verify, so a secret can be rotated without a flag day."""
         return [k.strip() for k in self.jwt_secret.split(",") if k.strip()]
 
-    @property
+    @cached_property  # read per request: parsed once (frozen, so never stale)
     def proxies(self) -> frozenset[str]:
         """``trusted_proxies`` as a set: peers whose ``X-Forwarded-For`` is believed."""
         return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
@@ -124,7 +125,7 @@ class Settings:
         """``moderation_block_words`` as a list (comma-separated in config)."""
         return [w.strip() for w in self.moderation_block_words.split(",") if w.strip()]
 
-    @property
+    @cached_property  # read per WebSocket handshake
     def origins(self) -> frozenset[str]:
         """``allowed_origins`` as a set (comma-separated in config)."""
         return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())

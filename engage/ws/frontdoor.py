@@ -41,9 +41,6 @@ from functools import partial
 from typing import Final
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import Request as WsRequest
-from wsproto.utilities import RemoteProtocolError
 
 from engage.errors import WebSocketClosed
 from engage.http1.admission import Admission, refuse_now
@@ -52,8 +49,8 @@ from engage.http1.connection import KEEP_ALIVE_TIMEOUT, REQUEST_TIMEOUT, HttpCon
 from engage.http1.request import Request, Response
 from engage.settings import Settings
 from engage.ws.frames import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
-from engage.ws.handshake import (HEAD_END, MAX_HEAD_BYTES, parse_head, problem_body,
-                                 problem_response)
+from engage.ws.handshake import (HEAD_END, MAX_HEAD_BYTES, UpgradeRefused, check_upgrade,
+                                 parse_head, problem_body, problem_response)
 from engage.ws.reader import DEFAULT_MAX_FRAGMENTS, DEFAULT_MESSAGE_TIMEOUT
 from engage.ws.transport import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_OUTBOX_BYTES,
                                  WebSocketConnection)
@@ -393,20 +390,16 @@ class _FrontDoor:
                 code="upgrade_required",
                 headers=(("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"))))
             return None
-        handshake = WSConnection(ConnectionType.SERVER)
         try:
-            handshake.receive_data(head_bytes + HEAD_END)
-            request = next(iter(handshake.events()), None)
-        except RemoteProtocolError as exc:
-            request = exc
-        if not isinstance(request, WsRequest):
-            detail = str(request) if request is not None else "incomplete upgrade request"
-            await _send_and_close(stream, problem_response(400, detail, code="bad_upgrade"))
+            upgrade = check_upgrade(head)
+        except UpgradeRefused as exc:
+            await _send_and_close(stream, problem_response(
+                exc.status, str(exc), code="bad_upgrade", headers=exc.headers))
             return None
         assert self.ws_nursery is not None
         config = self.config
         return WebSocketConnection(
-            stream, raw, head, handshake, request, trailing, nursery=self.ws_nursery,
+            stream, raw, head, upgrade, trailing, nursery=self.ws_nursery,
             shutting_down=self.shutting_down, max_message_bytes=config.max_message_bytes,
             max_outbox_bytes=config.max_outbox_bytes, max_fragments=config.max_fragments,
             message_timeout=config.message_timeout)

@@ -6,8 +6,7 @@ closing handshake to :class:`~engage.ws.outbox.FrameWriter`, whose
 how direct writes and the bounded outbox interplay).
 
 Inbound frames are parsed by :class:`~engage.ws.reader.FrameReader`; the
-handshake by wsproto's ``WSConnection``, which is dropped once the connection
-is accepted. A close
+upgrade was checked by :func:`~engage.ws.handshake.check_upgrade`. A close
 with :data:`~engage.ws.frames.SLOW_CONSUMER_CLOSE` (or after the outbox
 overflowed) discards the queued frames first, so the close frame is next in
 line.
@@ -19,14 +18,13 @@ import socket
 from urllib.parse import parse_qsl, unquote
 
 import trio
-from wsproto import WSConnection
-from wsproto.events import AcceptConnection, Request
 
 from engage.errors import WebSocketClosed
 from engage.netio import recv_nowait, recv_wait
 from engage.ws.frames import (ABNORMAL_CLOSURE, NORMAL_CLOSURE, POLICY_VIOLATION,
                               SLOW_CONSUMER_CLOSE, close_frame, ping_frame, pong_frame)
-from engage.ws.handshake import PROBLEM_JSON, RequestHead, http_response
+from engage.ws.handshake import (PROBLEM_JSON, RequestHead, Upgrade, accept_response,
+                                 http_response)
 from engage.ws.outbox import DEFAULT_MAX_OUTBOX_BYTES, FrameWriter
 from engage.ws.reader import (DEFAULT_MAX_FRAGMENTS, DEFAULT_MESSAGE_TIMEOUT, Close,
                               FrameReader, Ping, ProtocolViolation)
@@ -57,8 +55,7 @@ class WebSocketConnection(FrameWriter):
         stream: the connection's trio stream.
         raw: the stdlib socket under ``stream`` (for non-blocking direct writes).
         head: the parsed request head.
-        handshake: a server ``WSConnection`` that has received the head.
-        request: wsproto's ``Request`` event for the head.
+        upgrade: the checked upgrade request (its key and subprotocols).
         trailing: bytes received after the head.
         nursery: where the writer task runs while the outbox is non-empty.
         shutting_down: set when the server starts a graceful shutdown.
@@ -75,25 +72,26 @@ class WebSocketConnection(FrameWriter):
         close_code: the code of the close frame we sent, once sent.
     """
 
-    __slots__ = ("_target", "headers", "subprotocols", "subprotocol", "_handshake",
+    __slots__ = ("_target", "headers", "subprotocols", "subprotocol", "_key",
                  "_trailing", "_reader", "shutting_down", "max_message_bytes", "_state",
                  "_receiving", "_recv_done", "_direct_reads", "last_seen",
                  "close_code", "close_reason", "_closed_exc", "max_fragments",
                  "message_timeout", "_message_started")
 
     def __init__(self, stream: trio.SocketStream, raw: socket.socket, head: RequestHead,
-                 handshake: WSConnection, request: Request, trailing: bytes, *,
+                 upgrade: Upgrade, trailing: bytes, *,
                  nursery: trio.Nursery, shutting_down: trio.Event | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
                  max_fragments: int = DEFAULT_MAX_FRAGMENTS,
                  message_timeout: float = DEFAULT_MESSAGE_TIMEOUT) -> None:
         super().__init__(stream, raw, nursery, max_outbox_bytes)
-        self._target = request.target
+        self._target = upgrade.target
         self.headers = head.headers
-        self.subprotocols = list(request.subprotocols)
+        self.subprotocols = list(upgrade.subprotocols)
         self.subprotocol: str | None = None
-        self._handshake: WSConnection | None = handshake
+        #: The client's Sec-WebSocket-Key until the handshake is answered.
+        self._key: str | None = upgrade.key
         self._trailing = trailing
         self._reader: FrameReader | None = None
         self.shutting_down = shutting_down if shutting_down is not None else trio.Event()
@@ -154,12 +152,12 @@ class WebSocketConnection(FrameWriter):
             RuntimeError: the handshake was already answered.
             WebSocketClosed: the peer went away during the reply.
         """
-        if self._state is not CONNECTING or self._handshake is None:
+        if self._state is not CONNECTING or self._key is None:
             raise RuntimeError(f"accept() on a {self._state} websocket")
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered")
-        reply = self._handshake.send(AcceptConnection(subprotocol=subprotocol))
-        self._handshake = None
+        reply = accept_response(self._key, subprotocol)
+        self._key = None
         self._reader = FrameReader(self.max_message_bytes, self.max_fragments)
         self._reader.feed(self._trailing)
         self._trailing = b""
@@ -178,7 +176,7 @@ class WebSocketConnection(FrameWriter):
         """Refuse the upgrade with an HTTP response and end the connection."""
         if self._state is not CONNECTING:
             raise RuntimeError(f"reject() on a {self._state} websocket")
-        self._handshake = None
+        self._key = None
         self._state = CLOSING
         with trio.move_on_after(CLOSE_TIMEOUT):
             try:
@@ -374,7 +372,7 @@ class WebSocketConnection(FrameWriter):
             await trio.lowlevel.checkpoint()
             return
         if self._state is CONNECTING:
-            self._handshake = None
+            self._key = None
             await self._abort()
             return
         with trio.move_on_after(timeout):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import msgpack
+import trio
 
-from engage.actors.router.actor import MAX_CATCHUP_BUFFER, RouterActor, _Subject
+from engage.actors.router.actor import MAX_CATCHUP_BUFFER, RouterActor
+from engage.actors.router.subject import Subject
 from engage.store import Keys
 from engage.wire import SharedFrame
 
@@ -51,7 +53,7 @@ def router() -> RouterActor:
 
 def test_a_batch_is_one_write_per_socket_built_once_per_wire():
     r = router()
-    state = _Subject()
+    state = Subject()
     json_sinks = [Sink("json") for _ in range(3)]
     packed = Sink("msgpack")
     for sink in [*json_sinks, packed]:
@@ -66,7 +68,7 @@ def test_a_batch_is_one_write_per_socket_built_once_per_wire():
 
 def test_catching_up_sinks_buffer_every_frame_and_overflow_when_full():
     r = router()
-    state = _Subject()
+    state = Subject()
     catching_up, full, refusing = Sink(), Sink(), Sink(room=0)
     state.sinks[catching_up] = []
     state.sinks[full] = [(0, None)] * MAX_CATCHUP_BUFFER
@@ -74,3 +76,28 @@ def test_catching_up_sinks_buffer_every_frame_and_overflow_when_full():
     r._deliver(state, frames(2))
     assert [offset for offset, _ in state.sinks[catching_up]] == [1, 2]
     assert full.overflowed and refusing.overflowed and not catching_up.overflowed
+
+
+async def test_a_big_room_gets_counts_frames_within_the_write_budget(nursery, autojump_clock):
+    from engage.actors.router.actor import COUNTS_WRITES_PER_SECOND
+    r = router()
+    small, big = Subject(), Subject()
+    small_sink = Sink(room=10_000)
+    small.sinks[small_sink] = None
+    big_sinks = [Sink(room=10_000) for _ in range(COUNTS_WRITES_PER_SECOND // 2)]
+    for sink in big_sinks:
+        big.sinks[sink] = None
+    r._subjects.update({"content:small": small, "content:big": big})
+    nursery.start_soon(r._counts_loop)
+    await trio.sleep(0.125)  # marks fall between the loop's ticks
+    for tick in range(40):  # watching changes every 250 ms for 10 s
+        for name, state in (("content:small", small), ("content:big", big)):
+            state.counts = {"views": tick}
+            state.watching = tick
+            r._mark(name, state)
+        await trio.sleep(0.25)
+    assert 38 <= len(small_sink.writes) <= 40  # one per counts_interval
+    assert 19 <= len(big_sinks[0].writes) <= 21  # 5,000 sinks: one per 0.5 s
+    assert all(len(s.writes) == len(big_sinks[0].writes) for s in big_sinks)
+    last = json.loads(big_sinks[0].writes[-1][2:])
+    assert last["watching"] >= 38  # the frame that goes is the latest state

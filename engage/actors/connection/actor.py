@@ -39,7 +39,7 @@ from engage.errors import (ActorError, ClientError, StoreError, TooManyRequests,
                            ValidationError, WebSocketClosed)
 from engage.schemas import ws as ops
 from engage.schemas.base import loose
-from engage.wire import Wire, encode
+from engage.wire import SharedFrame, Wire, encode
 from engage.ws.frames import (GOING_AWAY, NORMAL_CLOSURE, SLOW_CONSUMER_CLOSE,
                               TOKEN_EXPIRED_CLOSE)
 
@@ -166,9 +166,12 @@ class ConnectionActor:
                     self._send({"type": "ack", "ref": op.ref, "result": result})
 
     def _send(self, frame: dict) -> None:
+        self._send_bytes(encode(frame, self.wire))
+
+    def _send_bytes(self, data: bytes) -> None:
         # The same non-blocking path as the router's, in order with it: a
         # client that lets its outbox overflow is a slow consumer either way.
-        if not self.ws.write_nowait(encode(frame, self.wire)) and self.ws.slow_consumer:
+        if not self.ws.write_nowait(data) and self.ws.slow_consumer:
             self.overflow()
 
     def _error(self, ref: Any, exc: BaseException) -> None:
@@ -331,6 +334,10 @@ class ConnectionActor:
         The router subscription comes first (live events are buffered for us),
         then the current state and the history: nothing can fall between them.
         Then ``subscribed``, the missed events (if recovered), and ``Ready``.
+        When the subject is live here, the router's answer has all of it (its
+        counts, its position and the missed events it still holds) and the
+        join costs no Redis round trip; otherwise the content actor and the
+        history answer, as for the subject's first subscriber.
         """
         target = self._target(op)
         settings = self.context.settings
@@ -339,31 +346,44 @@ class ConnectionActor:
             raise ValidationError(
                 f"at most {settings.max_subscriptions} subscriptions per connection",
                 code="too_many_subscriptions")
-        watching = await self.context.router.ask(Subscribe(target.subject, self), OP_TIMEOUT)
+        since = None if op.since is None else (op.since.offset, op.since.epoch)
+        joined = await self.context.router.ask(Subscribe(target.subject, self, since),
+                                               OP_TIMEOUT)
         self.subscriptions.add(target.subject)
         state: dict = {}
         if target.key == "content":
-            counts = await self.context.content.ask(target.value, GetCounts(), OP_TIMEOUT)
-            state = counts.as_dict(target.value)
-            del state["id"]
-            await self.context.router.tell(Seed(target.subject, dict(state)))
-            state["watching"] = watching
-        recovery = None
-        if op.since is None:
+            if joined.counts is not None:  # live here: the router's latest counts
+                state = dict(joined.counts)
+            else:
+                counts = await self.context.content.ask(target.value, GetCounts(), OP_TIMEOUT)
+                state = counts.as_dict(target.value)
+                del state["id"]
+                await self.context.router.tell(Seed(target.subject, dict(state)))
+            state["watching"] = joined.watching
+        missed: list = []
+        if joined.position is not None and (since is None or joined.missed is not None):
+            (offset, epoch), missed = joined.position, joined.missed or []
+            recovered = since is not None
+        elif since is None:
             offset, epoch = await self.context.history.position(target.subject)
+            recovered = False
         else:
             recovery = await self.context.history.recover(
-                target.subject, op.since.offset, op.since.epoch, settings.history_size)
-            offset, epoch = recovery.offset, recovery.epoch
-        recovered = bool(recovery and recovery.recovered)
+                target.subject, since[0], since[1], settings.history_size)
+            offset, epoch, recovered = recovery.offset, recovery.epoch, recovery.recovered
+            if recovered:
+                named = {target.key: target.value} if target.in_events else {}
+                missed = [(event.offset, {"type": event.type, **named, "offset": event.offset,
+                                          "epoch": epoch, target.data_field: event.data})
+                          for event in recovery.events]
         self._send({"type": "subscribed", "ref": op.ref, target.key: target.value, **state,
                     "offset": offset, "epoch": epoch, "recovered": recovered})
-        if recovery is not None and recovered:
-            named = {target.key: target.value} if target.in_events else {}
-            for event in recovery.events:
-                self._send({"type": event.type, **named, "offset": event.offset,
-                            "epoch": epoch, target.data_field: event.data})
-        await self.context.router.tell(Ready(target.subject, self, offset))
+        for _, event in missed:
+            if isinstance(event, SharedFrame):  # the router's, already encoded
+                self._send_bytes(event.bytes_for(self.wire))
+            else:
+                self._send(event)
+        await self.context.router.tell(Ready(target.subject, self, offset, epoch))
 
     async def _unsubscribe(self, op: ops.Unsubscribe) -> dict:
         if op.notifications is not None and self._user() is None:

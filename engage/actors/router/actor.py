@@ -10,8 +10,12 @@ every local WebSocket that wants a subject.
   slow consumer, and never slows the others.
 * A subscriber that is catching up from history has live events buffered
   until it says ``Ready``; the buffer is bounded.
+* It knows where each subject's history stands and holds its last events
+  (:mod:`.subject`), so a join or a catch-up on a live subject is answered
+  from memory, without Redis.
 * ``counts`` are coalesced: at most one frame per subject per
-  ``counts_interval``, with ``watching`` from the presence actor.
+  ``counts_interval`` (longer in rooms of thousands), with ``watching``
+  from the presence actor.
 * Plain ``PUBLISH <prefix>publish`` messages (a CMS publishing content, at
   most once) are forwarded to the publisher actor as they arrive.
 """
@@ -25,7 +29,9 @@ import msgpack
 import trio
 
 from engage.actors.publisher.messages import PublishPayload
-from engage.actors.router.messages import Drop, Ready, Seed, Subscribe, Unsubscribe, Watching
+from engage.actors.router.messages import (Drop, Ready, Seed, Subscribe, Subscribed,
+                                           Unsubscribe, Watching)
+from engage.actors.router.subject import Subject
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.errors import ActorError, StoreError
 from engage.store.keys import Keys
@@ -43,6 +49,8 @@ RECONNECT_MAX_DELAY = 5.0
 MAX_CATCHUP_BUFFER = 1000
 #: Fields of a ``counts`` frame taken from the published snapshot.
 COUNT_FIELDS = ("views", "unique_viewers", "likes", "applause", "comments")
+#: Counts-frame writes a second one subject may cost (see ``_counts_loop``).
+COUNTS_WRITES_PER_SECOND = 10_000
 COMMENT_EVENTS = frozenset({"comment", "comment_updated", "comment_deleted"})
 
 
@@ -59,19 +67,6 @@ class Sink(Protocol):
 
     def stop(self, code: int, reason: str) -> None:
         """Close the client soon with ``code``."""
-
-
-class _Subject:
-    """Per-subject routing state."""
-
-    __slots__ = ("sinks", "counts", "rev", "watching", "dirty")
-
-    def __init__(self) -> None:
-        self.sinks: dict[Any, list | None] = {}  # sink -> catch-up buffer, None when live
-        self.counts: dict[str, int] | None = None
-        self.rev = 0
-        self.watching = 0
-        self.dirty = False
 
 
 def subject_content(subject: str) -> str:
@@ -96,7 +91,7 @@ class RouterActor:
         self.presence = presence
         self.mailbox = Mailbox(ROUTER_MAILBOX_SIZE)
         self.ref = ActorRef("router", self.mailbox)
-        self._subjects: dict[str, _Subject] = {}
+        self._subjects: dict[str, Subject] = {}
         self._by_sink: dict[Any, set[str]] = {}
         self._dirty: set[str] = set()
         self._conn: PubSubConnection | None = None
@@ -181,9 +176,9 @@ class RouterActor:
 
     async def _handle(self, message: Any) -> Any:
         if isinstance(message, Subscribe):
-            return await self._subscribe(message.subject, message.sink)
+            return await self._subscribe(message.subject, message.sink, message.since)
         if isinstance(message, Ready):
-            self._ready(message.subject, message.sink, message.offset)
+            self._ready(message.subject, message.sink, message.offset, message.epoch)
         elif isinstance(message, Unsubscribe):
             self._unsubscribe(message.subject, message.sink)
         elif isinstance(message, Drop):
@@ -202,13 +197,14 @@ class RouterActor:
             log.error("router: unexpected message %r", message)
         return None
 
-    async def _subscribe(self, subject: str, sink: Any) -> int:
+    async def _subscribe(self, subject: str, sink: Any,
+                         since: tuple[int, str] | None) -> Subscribed:
         state = self._subjects.get(subject)
         if state is None:
             conn = self._conn
             if conn is None:
                 raise StoreError("redis pub/sub is not connected")
-            state = self._subjects[subject] = _Subject()
+            state = self._subjects[subject] = Subject()
             await conn.subscribe(self._channel(subject))
             if self._conn is not conn:  # lost while we waited: the state was dropped
                 raise StoreError("redis pub/sub connection lost")
@@ -219,13 +215,20 @@ class RouterActor:
         if fresh:
             self._by_sink.setdefault(sink, set()).add(subject)
             self._tell_presence(subject, len(state.sinks))
-        return state.watching
+        # No await from here to the reply: the position, the missed events
+        # and the start of the sink's buffer are one instant.
+        counts = state.counts
+        return Subscribed(
+            state.watching, state.position,
+            None if counts is None else {k: counts.get(k, 0) for k in COUNT_FIELDS},
+            None if since is None else state.missed_since(since))
 
-    def _ready(self, subject: str, sink: Any, offset: int) -> None:
+    def _ready(self, subject: str, sink: Any, offset: int, epoch: str) -> None:
         state = self._subjects.get(subject)
         buffered = state.sinks.get(sink) if state else None
         if state is None or buffered is None:
             return
+        state.learn(offset, epoch)
         state.sinks[sink] = None
         for event_offset, frame in buffered:
             if event_offset > offset and not self._push(sink, frame):
@@ -313,24 +316,29 @@ class RouterActor:
             return
         kind = event[b"t"].decode()
         if kind in COMMENT_EVENTS:
-            offset = event[b"o"]
+            offset, epoch = event[b"o"], event[b"e"].decode()
             frame = SharedFrame({
                 "type": kind, "content": subject_content(subject), "offset": offset,
-                "epoch": event[b"e"].decode(), "comment": msgpack.unpackb(event[b"d"])})
-            outgoing.setdefault(subject, []).append((offset, frame))
+                "epoch": epoch, "comment": msgpack.unpackb(event[b"d"])})
         elif kind == "published":  # subjects feed:all and feed:author:<id>
-            offset = event[b"o"]
+            offset, epoch = event[b"o"], event[b"e"].decode()
             frame = SharedFrame({
                 "type": kind, "feed": subject_content(subject), "offset": offset,
-                "epoch": event[b"e"].decode(), "content": msgpack.unpackb(event[b"d"])})
-            outgoing.setdefault(subject, []).append((offset, frame))
+                "epoch": epoch, "content": msgpack.unpackb(event[b"d"])})
         elif kind == "notification" and subject.startswith("user:"):  # one user's, private
-            offset = event[b"o"]
+            offset, epoch = event[b"o"], event[b"e"].decode()
             frame = SharedFrame({
-                "type": kind, "offset": offset, "epoch": event[b"e"].decode(),
+                "type": kind, "offset": offset, "epoch": epoch,
                 "notification": msgpack.unpackb(event[b"d"])})
-            outgoing.setdefault(subject, []).append((offset, frame))
-        elif kind == "counts":
+        else:
+            self._route_state(subject, state, kind, event)
+            return
+        state.remember(offset, epoch, frame)
+        outgoing.setdefault(subject, []).append((offset, frame))
+
+    def _route_state(self, subject: str, state: Subject, kind: str, event: dict) -> None:
+        """A counts or presence event: the subject's state, no frame yet."""
+        if kind == "counts":
             rev = event[b"r"]
             if rev > state.rev:
                 state.rev = rev
@@ -343,7 +351,7 @@ class RouterActor:
         else:
             log.debug("router: ignoring event type %s", kind)
 
-    def _deliver(self, state: _Subject, frames: list[tuple[int, SharedFrame]]) -> None:
+    def _deliver(self, state: Subject, frames: list[tuple[int, SharedFrame]]) -> None:
         """Write ``frames`` (one subject's, in order) to its live sinks;
         buffer them for those catching up.
 
@@ -378,27 +386,36 @@ class RouterActor:
             else:
                 sink.overflow()
 
-    def _mark(self, subject: str, state: _Subject) -> None:
+    def _mark(self, subject: str, state: Subject) -> None:
         state.dirty = True
         self._dirty.add(subject)
 
     async def _counts_loop(self) -> None:
-        """Emit coalesced counts frames, at most one per subject per interval."""
+        """Emit coalesced counts frames, at most one per subject per interval,
+        and in a big room at most :data:`COUNTS_WRITES_PER_SECOND` writes a
+        second: 20,000 subscribers get one every 2 s, not four a second
+        (watching changes with every join and leave, so without the budget
+        a busy room's idle cost grows with its size times the tick rate)."""
         while True:
             await trio.sleep(self.counts_interval)
+            now = trio.current_time()
             dirty, self._dirty = self._dirty, set()
             for subject in dirty:
                 state = self._subjects.get(subject)
                 if state is None or not state.dirty or state.counts is None:
                     continue
+                if now < state.counts_due:
+                    self._dirty.add(subject)  # still owed, on a later tick
+                    continue
                 state.dirty = False
+                state.counts_due = now + len(state.sinks) / COUNTS_WRITES_PER_SECOND
                 frame = SharedFrame(self.counts_frame(subject, state))
                 for sink, buffered in list(state.sinks.items()):
                     if buffered is None:
                         self._push(sink, frame)
 
     @staticmethod
-    def counts_frame(subject: str, state: _Subject) -> dict:
+    def counts_frame(subject: str, state: Subject) -> dict:
         counts = state.counts or {}
         return {"type": "counts", "content": subject_content(subject),
                 **{k: counts.get(k, 0) for k in COUNT_FIELDS}, "watching": state.watching}

@@ -20,7 +20,15 @@ Three parts, each bounded in time, all traffic on 127.0.0.1:
    Rounds alternate Engage / Socket.IO.
 3. ``idle``: ``--idle-connections`` idle WebSockets to one server process;
    RSS delta per connection.
-4. ``wscomment`` (Engage only; not in the default ``--parts``): one signed-in
+4. ``storm`` (Engage only; not in the default ``--parts``): ``--storm-clients``
+   subscribers see 20 events live, then all drop at once; ``--storm-missed``
+   events are published while they are away; after ``--storm-waits`` seconds
+   (a short wait finds the room still warm on the server, one past its
+   5 s linger finds it cold) all reconnect, 200 at a time, and subscribe
+   with ``since``: the time until every one has caught up to the last
+   offset, how many were told ``recovered: false``, and any event missed,
+   repeated or out of order.
+5. ``wscomment`` (Engage only; not in the default ``--parts``): one signed-in
    WebSocket sends ``comment`` ops at each of ``--ws-comment-rates`` for
    ``--duration`` seconds without waiting for acks; ack latency p50/p99 and
    the server's CPU per comment (all in: storing, publishing, the event-log
@@ -376,6 +384,8 @@ def fanout_step(server, lg: LineProc, subscribers: int, rate: float, duration: f
             "delivered_per_s": round(received / (t1 - t0)),
             "p50_ms": rep["p50"], "p99_ms": rep["p99"], "max_ms": round(rep["max"], 1),
             "other_frames": rep["other"], "closed": rep["closed"],
+            # Engage: events missed, repeated or out of order, over all subscribers
+            "out_of_order": rep["disorder"] if server.name == "engage" else None,
             "server_cpu_s": round(cpu1 - cpu0, 2), "window_s": round(t1 - t0, 2),
             "server_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
             "loadgen_cpu_pct": round(100 * lg_cpu / (t1 - t0), 1),
@@ -508,6 +518,61 @@ def part_wscomment(servers, args, results) -> None:
             time.sleep(1.0)
 
 
+def _history_offset(server) -> int:
+    import redis
+
+    from engage.store import Keys
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.hget(Keys(server.prefix).history_meta(f"content:{CONTENT}"),
+                               "offset") or 0)
+    finally:
+        client.close()
+
+
+def _wait_received(lg: LineProc, expected: int, timeout: float = DRAIN_TIMEOUT) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        lg.send("report")
+        rep = lg.expect("report", 30)
+        if rep["received"] >= expected or time.monotonic() > deadline:
+            return rep
+        time.sleep(0.2)
+
+
+def part_storm(servers, args, results) -> None:
+    """Engage only: a reconnect storm with catch-up (see the module docstring)."""
+    for server in servers:
+        if server.name != "engage":
+            continue
+        for wait in args.storm_waits:
+            lg, info = connect(server, "storm", args.storm_clients)
+            try:
+                lg.send("reset")
+                trio.run(_publish, server, 20.0, 1.0, "api")
+                live = _wait_received(lg, 20 * info["connections"])
+                lg.send("drop")
+                lg.expect("dropped", 30)
+                time.sleep(0.5)
+                trio.run(_publish, server, float(args.storm_missed), 1.0, "api")
+                target = _history_offset(server)
+                time.sleep(max(0.0, wait - 1.5))
+                cpu0 = cpu_seconds(server.pid)
+                lg.send(f"reconnect {target}")
+                res = lg.expect("storm", CONNECT_TIMEOUT)
+                cpu = cpu_seconds(server.pid) - cpu0
+            finally:
+                lg.close()
+            row = {"part": "storm", "server": server.name, "clients": res["clients"],
+                   "wait_s": wait, "missed_each": args.storm_missed,
+                   "live_out_of_order": live["disorder"], "seconds": round(res["seconds"], 2),
+                   "unrecovered": res["unrecovered"], "out_of_order": res["disorder"],
+                   "server_cpu_s": round(cpu, 2)}
+            log(row)
+            results.append(row)
+            time.sleep(2.0)
+
+
 def part_idle(servers, args, results) -> None:
     for server in servers:
         if server.name not in args.idle_servers:
@@ -573,6 +638,11 @@ def main() -> None:
                              "generator reaches (to measure what checking them costs)")
     parser.add_argument("--ws-comment-rates", default="100,200",
                         help="comments/s one WebSocket posts (part wscomment)")
+    parser.add_argument("--storm-clients", type=int, default=5000)
+    parser.add_argument("--storm-missed", type=int, default=10,
+                        help="events published while the storm's clients are away")
+    parser.add_argument("--storm-waits", default="1.5,7",
+                        help="seconds from the drop to the reconnect, one storm each")
     parser.add_argument("--ingest-clients", type=int, default=1000)
     parser.add_argument("--inflight", type=int, default=4)
     parser.add_argument("--ingest-duration", type=float, default=10.0)
@@ -585,6 +655,7 @@ def main() -> None:
     args.rates = [float(x) for x in args.rates.split(",") if x]
     args.ws_comment_rates = [float(x) for x in args.ws_comment_rates.split(",") if x]
     args.idle_servers = set(args.idle_servers.split(","))
+    args.storm_waits = [float(x) for x in args.storm_waits.split(",") if x]
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
@@ -601,7 +672,7 @@ def main() -> None:
             log({"started": name, "pid": servers[-1].pid, "port": servers[-1].port})
         for part in args.parts.split(","):
             {"fanout": part_fanout, "ingest": part_ingest, "idle": part_idle,
-             "wscomment": part_wscomment}[part](
+             "wscomment": part_wscomment, "storm": part_storm}[part](
                 servers, args, results)
     finally:
         for server in servers:

@@ -66,11 +66,11 @@ class RedisHistory(RedisStore):
         self.keys = keys
         self.size = size
         self.ttl = ttl
-        self.scripts = Scripts(client, ("publish", "position"))
-        #: ``publish`` (every comment's) and ``position`` (every subscribe's) over
-        #: a trio-native connection, if given.
-        self.native = (NativeScripts(native, ("publish", "position"))
-                       if native is not None else None)
+        names = ("publish", "position", "recover")
+        self.scripts = Scripts(client, names)
+        #: ``publish`` (every comment's), ``position`` and ``recover`` (every
+        #: subscribe's) over a trio-native connection, if given.
+        self.native = NativeScripts(native, names) if native is not None else None
 
     async def publish(self, subject: str, event_type: str, payload: object, *,
                       content_id: str | None = None, comment_delta: int = 0,
@@ -99,9 +99,13 @@ class RedisHistory(RedisStore):
 
     async def recover(self, subject: str, offset: int, epoch: str, limit: int) -> Recovery:
         """Events after ``offset`` if they are all still there (at most ``limit``)."""
-        return await self._call(self._aio_recover, subject, offset, epoch, limit)
+        k = self.keys
+        (reply,) = await self._run_scripts([(
+            "recover", [k.history(subject), k.history_meta(subject)],
+            [new_epoch(), self.ttl, offset, epoch, limit])])
+        return _recovery(offset, epoch, reply)
 
-    # -- asyncio side ------------------------------------------------------------
+    # -- script calls ------------------------------------------------------------
 
     def _publish_calls(self, events) -> list:
         """The ``publish`` script calls for ``events``."""
@@ -127,30 +131,24 @@ class RedisHistory(RedisStore):
         return ("position", [k.history(subject), k.history_meta(subject)],
                 [new_epoch(), self.ttl])
 
-    async def _aio_position(self, subject):
-        name, keys, args = self._position_call(subject)
-        return _position(await self.scripts.run(name, keys, args))
 
-    async def _aio_recover(self, subject, since, epoch, limit):
-        k = self.keys
-        current, current_epoch = await self._aio_position(subject)
-        if epoch != current_epoch or since > current:
-            return Recovery(current, current_epoch, False)
-        if since == current:
-            return Recovery(current, current_epoch, True)
-        if current - since > limit:
-            return Recovery(current, current_epoch, False)
-        entries = await self.client.xrange(k.history(subject), min=f"{since + 1}-0",
-                                           max=f"{current}-1")
-        events = []
-        for entry_id, fields in entries:
-            offset = int(entry_id.split(b"-")[0])
-            events.append(HistoryEvent(fields[b"t"].decode(), offset,
-                                       msgpack.unpackb(fields[b"d"])))
-        expected = list(range(since + 1, current + 1))
-        if [e.offset for e in events] != expected:
-            return Recovery(current, current_epoch, False)  # trimmed: nothing partial
-        return Recovery(current, current_epoch, True, tuple(events))
+def _recovery(since: int, epoch: str, reply: list) -> Recovery:
+    """The ``recover`` script's ``[offset, epoch, entries]`` as a :class:`Recovery`:
+    recovered only when every event after ``since`` is there."""
+    raw_offset, raw_epoch, entries = reply
+    current, current_epoch = int(raw_offset), raw_epoch.decode()
+    if epoch != current_epoch or since > current:
+        return Recovery(current, current_epoch, False)
+    if since == current:
+        return Recovery(current, current_epoch, True)
+    events = []
+    for entry_id, flat in entries:
+        fields = dict(zip(flat[::2], flat[1::2]))
+        events.append(HistoryEvent(fields[b"t"].decode(), int(entry_id.split(b"-")[0]),
+                                   msgpack.unpackb(fields[b"d"])))
+    if [e.offset for e in events] != list(range(since + 1, current + 1)):
+        return Recovery(current, current_epoch, False)  # trimmed, or too far behind
+    return Recovery(current, current_epoch, True, tuple(events))
 
 
 def _position(reply: list) -> tuple[int, str]:

@@ -4,9 +4,10 @@ catch-ups answered from memory, and every case that must go to the history."""
 from __future__ import annotations
 
 import msgpack
+import trio
 
-from engage.actors.router.messages import Ready, Subscribe, Subscribed
-from engage.actors.router.subject import RECENT_EVENTS, Subject
+from engage.actors.router.messages import Ready, Subscribe, Subscribed, Unsubscribe
+from engage.actors.router.subject import LINGER_SECONDS, RECENT_EVENTS, Lingering, Subject
 from engage.wire import SharedFrame
 from tests.actors.test_router import Sink, payloads, router
 
@@ -93,3 +94,38 @@ async def test_a_join_on_a_live_subject_is_answered_from_memory():
     assert second.writes == [] and late.writes == []
     await r._handle(Ready("content:a", late, 9, "e1"))
     assert [p["offset"] for w in late.writes for p in payloads(w, "json")] == [10]
+
+
+def test_lingering_subjects_expire_oldest_first_and_within_a_limit():
+    lingering = Lingering(seconds=5.0, limit=3)
+    assert lingering.add("a", 0.0) == []
+    assert lingering.add("b", 1.0) == []
+    assert lingering.add("c", 2.0) == []
+    assert lingering.add("d", 3.0) == ["a"]  # over the limit: the oldest goes now
+    lingering.discard("b")  # a subscriber came back
+    assert lingering.expired(6.9) == []
+    assert lingering.expired(7.0) == ["c"]
+    assert lingering.add("c", 7.0) == []
+    assert lingering.expired(8.0) == ["d"]
+    assert lingering.expired(11.9) == []
+    assert lingering.expired(12.0) == ["c"]
+    assert len(lingering) == 0
+
+
+async def test_a_subject_left_by_its_last_subscriber_lingers_warm(autojump_clock):
+    r = router()
+    r._subjects["content:a"] = Subject()
+    r._conn = object()  # as if pub/sub were up
+    first, again = Sink(), Sink()
+    await r._handle(Subscribe("content:a", first))
+    await r._handle(Ready("content:a", first, 7, "e1"))
+    await r._handle(Unsubscribe("content:a", first))
+    assert "content:a" in r._subjects and r.statistics()["lingering"] == 1
+    joined = await r._handle(Subscribe("content:a", again, (7, "e1")))
+    assert (joined.position, joined.missed) == ((7, "e1"), [])  # warm: from memory
+    assert r.statistics()["lingering"] == 0
+    await r._handle(Unsubscribe("content:a", again))
+    r._conn = None  # _forget must not try to unsubscribe for real
+    for subject in r._lingering.expired(trio.current_time() + LINGER_SECONDS):
+        r._forget(subject)
+    assert "content:a" not in r._subjects

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import msgpack
+import pytest
 import redis
 import trio
 
 from engage.store import Keys
 from engage.store.history import RedisHistory
 from engage.store.pubsub import connect_pubsub
+from engage.store.resp import RespConnection
 from tests.conftest import BASE_REDIS_URL
 
 
-def _history(stores, settings, size=1000):
+@pytest.fixture(params=["bridge", "native"])
+async def native(request):
+    """Each history test runs over redis-py on the bridge and over a trio-native connection."""
+    if request.param == "bridge":
+        yield None
+        return
+    connection = RespConnection(BASE_REDIS_URL)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
+
+
+def _history(stores, settings, size=1000, native=None):
     return RedisHistory(stores.redis, stores.bridge, Keys(settings.redis_prefix), size=size,
-                        ttl=3600)
+                        ttl=3600, native=native)
 
 
-async def test_offsets_and_exact_recovery(stores, settings):
+async def test_offsets_and_exact_recovery(stores, settings, native):
     with trio.fail_after(20):
-        history = _history(stores, settings)
+        history = _history(stores, settings, native=native)
         start, epoch = await history.position("content:a")
         assert start == 0
         for i in range(8):
@@ -32,9 +47,9 @@ async def test_offsets_and_exact_recovery(stores, settings):
         assert same.recovered and same.events == ()
 
 
-async def test_unrecoverable_gaps_give_nothing_partial(stores, settings):
+async def test_unrecoverable_gaps_give_nothing_partial(stores, settings, native):
     with trio.fail_after(20):
-        history = _history(stores, settings, size=10)
+        history = _history(stores, settings, size=10, native=native)
         _, epoch = await history.position("content:b")
         for i in range(300):
             await history.publish("content:b", "comment", {"n": i})
@@ -48,9 +63,9 @@ async def test_unrecoverable_gaps_give_nothing_partial(stores, settings):
         assert not too_far.recovered
 
 
-async def test_lost_history_changes_epoch(stores, settings):
+async def test_lost_history_changes_epoch(stores, settings, native):
     with trio.fail_after(20):
-        history = _history(stores, settings)
+        history = _history(stores, settings, native=native)
         await history.publish("content:c", "comment", {"n": 1})
         _, epoch = await history.position("content:c")
         keys = Keys(settings.redis_prefix)

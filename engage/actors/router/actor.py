@@ -2,7 +2,8 @@
 every local WebSocket that wants a subject.
 
 * It subscribes to a subject's channel only while some local connection wants
-  it, and unsubscribes when the last one leaves.
+  it, and unsubscribes a few seconds after the last one leaves (a reload
+  or a reconnect comes back to a warm subject).
 * Each event is decoded once and framed at most once per wire format; the
   same bytes are written to every subscriber (:class:`~engage.wire.SharedFrame`).
 * Writes go straight to each connection's transport without a task switch
@@ -31,7 +32,7 @@ import trio
 from engage.actors.publisher.messages import PublishPayload
 from engage.actors.router.messages import (Drop, Ready, Seed, Subscribe, Subscribed,
                                            Unsubscribe, Watching)
-from engage.actors.router.subject import Subject
+from engage.actors.router.subject import Lingering, Subject
 from engage.actors.ref import ActorRef, Envelope, Mailbox
 from engage.errors import ActorError, StoreError
 from engage.store.keys import Keys
@@ -94,6 +95,7 @@ class RouterActor:
         self._subjects: dict[str, Subject] = {}
         self._by_sink: dict[Any, set[str]] = {}
         self._dirty: set[str] = set()
+        self._lingering = Lingering()
         self._conn: PubSubConnection | None = None
         self._nursery: trio.Nursery | None = None
         self.delivered = 0
@@ -103,7 +105,7 @@ class RouterActor:
 
     def statistics(self) -> dict[str, int]:
         return {"subjects": len(self._subjects), "sinks": len(self._by_sink),
-                "delivered": self.delivered}
+                "lingering": len(self._lingering), "delivered": self.delivered}
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         # A restart starts empty: the supervisor (rest_for_one) restarts every
@@ -111,6 +113,7 @@ class RouterActor:
         self._subjects.clear()
         self._by_sink.clear()
         self._dirty.clear()
+        self._lingering.clear()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._counts_loop)
@@ -154,6 +157,7 @@ class RouterActor:
         self._subjects.clear()
         self._by_sink.clear()
         self._dirty.clear()
+        self._lingering.clear()
 
     def _channel(self, subject: str) -> bytes:
         return self.keys.channel(subject).encode()
@@ -211,6 +215,8 @@ class RouterActor:
         elif not state.sinks and self._conn is None:
             raise StoreError("redis pub/sub is not connected")
         fresh = sink not in state.sinks
+        if not state.sinks:
+            self._lingering.discard(subject)
         state.sinks[sink] = []  # buffer until Ready, also when re-subscribing to catch up
         if fresh:
             self._by_sink.setdefault(sink, set()).add(subject)
@@ -246,10 +252,18 @@ class RouterActor:
                 del self._by_sink[sink]
         self._tell_presence(subject, len(state.sinks))
         if not state.sinks:
-            del self._subjects[subject]
-            self._dirty.discard(subject)
-            if self._conn is not None:
-                self._conn_unsubscribe(subject)
+            for gone in self._lingering.add(subject, trio.current_time()):
+                self._forget(gone)
+
+    def _forget(self, subject: str) -> None:
+        """Leave a subject that lingered without subscribers."""
+        state = self._subjects.get(subject)
+        if state is None or state.sinks:
+            return
+        del self._subjects[subject]
+        self._dirty.discard(subject)
+        if self._conn is not None:
+            self._conn_unsubscribe(subject)
 
     def _conn_unsubscribe(self, subject: str) -> None:
         conn = self._conn
@@ -399,6 +413,8 @@ class RouterActor:
         while True:
             await trio.sleep(self.counts_interval)
             now = trio.current_time()
+            for subject in self._lingering.expired(now):
+                self._forget(subject)
             dirty, self._dirty = self._dirty, set()
             for subject in dirty:
                 state = self._subjects.get(subject)

@@ -7,7 +7,7 @@ Plain state, no I/O: the router actor calls it between awaits.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Final
 
 from engage.wire import SharedFrame
@@ -78,3 +78,51 @@ class Subject:
         if not recent or recent[0][0] > offset + 1:
             return None
         return [(o, frame) for o, frame in recent if o > offset]
+
+
+#: Seconds a subject whose last local subscriber left stays subscribed, with
+#: its position and last events: a page reload, or a reconnect storm landing
+#: here, re-joins it from memory.
+LINGER_SECONDS: Final = 5.0
+#: Most subjects lingering at once; beyond, the oldest goes at once.
+MAX_LINGERING: Final = 10_000
+
+
+class Lingering:
+    """Subjects with no local subscriber, oldest first, until they expire."""
+
+    def __init__(self, seconds: float = LINGER_SECONDS, limit: int = MAX_LINGERING) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self._since: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def add(self, subject: str, now: float) -> list[str]:
+        """``subject`` lost its last subscriber at ``now``; returns the subjects
+        that must go at once to stay within the limit."""
+        self._since[subject] = now
+        self._since.move_to_end(subject)
+        evicted = []
+        while len(self._since) > self.limit:
+            evicted.append(self._since.popitem(last=False)[0])
+        return evicted
+
+    def discard(self, subject: str) -> None:
+        """``subject`` has a subscriber again."""
+        self._since.pop(subject, None)
+
+    def expired(self, now: float) -> list[str]:
+        """The subjects that have lingered ``seconds``, removed from here."""
+        out = []
+        while self._since:
+            subject, since = next(iter(self._since.items()))
+            if now - since < self.seconds:
+                break
+            del self._since[subject]
+            out.append(subject)
+        return out
+
+    def clear(self) -> None:
+        self._since.clear()

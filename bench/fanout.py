@@ -249,11 +249,54 @@ class SocketIO:
         delete_prefix(REDIS_URL, self.prefix)
 
 
-def loadgen(server, **config) -> LineProc:
+class LoadGroup:
+    """Several load generator processes driven as one (a process holds at most
+    ``RLIMIT_NOFILE`` sockets: 20,000 on the reference machine). Replies are
+    merged: counts add up; latency percentiles and seconds are the worst of
+    the processes' (an upper bound, not a merged distribution)."""
+
+    _SUM = ("connected", "failed", "received", "other", "errors", "closed", "disorder", "acks",
+            "acks_per_s", "clients", "unrecovered")
+    _MAX = ("p50", "p99", "max", "seconds")
+
+    def __init__(self, procs: list[LineProc]) -> None:
+        self.procs = procs
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def send(self, cmd: str) -> None:
+        for proc in self.procs:
+            proc.send(cmd)
+
+    def expect(self, event: str, timeout: float) -> dict:
+        replies = [proc.expect(event, timeout) for proc in self.procs]
+        merged = dict(replies[0])
+        for key in self._SUM:
+            if key in merged:
+                merged[key] = sum(r[key] for r in replies)
+        for key in self._MAX:
+            if key in merged:
+                values = [r[key] for r in replies if r[key] is not None]
+                merged[key] = max(values) if values else None
+        return merged
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.close()
+
+
+def loadgen(server, *, n: int, processes: int = 1, **config) -> LoadGroup:
     config = {"server": "sio" if server.name == "socketio" else "engage", "port": server.port,
               "secret": server.secret, "content": CONTENT, "contents": 100, "parallel": 200,
               **config}
-    return LineProc([NODE, str(ROOT / "bench" / "loadgen" / "loadgen.js"), json.dumps(config)])
+    procs, first = [], 0
+    for k in range(processes):
+        share = n // processes + (1 if k < n % processes else 0)
+        procs.append(LineProc([NODE, str(ROOT / "bench" / "loadgen" / "loadgen.js"),
+                               json.dumps({**config, "n": share, "first": first})]))
+        first += share
+    return LoadGroup(procs)
 
 
 # -- publisher -------------------------------------------------------------------------------
@@ -358,11 +401,11 @@ async def _publish(server, rate: float, duration: float, mode: str) -> dict:
             "http_p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 1) if lat else None}
 
 
-def fanout_step(server, lg: LineProc, subscribers: int, rate: float, duration: float,
+def fanout_step(server, lg: LoadGroup, subscribers: int, rate: float, duration: float,
                 mode: str) -> dict:
     lg.send("reset")
     cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
-    lg_cpu0 = cpu_seconds(lg.pid)
+    lg_cpu0 = lg.cpu_seconds()
     pub = trio.run(_publish, server, rate, duration, mode)
     expected = pub["ok"] * subscribers
     deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -373,7 +416,7 @@ def fanout_step(server, lg: LineProc, subscribers: int, rate: float, duration: f
             break
         time.sleep(0.2)
     cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
-    lg_cpu = cpu_seconds(lg.pid) - lg_cpu0
+    lg_cpu = lg.cpu_seconds() - lg_cpu0
     received = rep["received"]
     return {"part": "fanout", "server": server.name, "publish": mode,
             "subscribers": subscribers, "rate": rate,
@@ -392,7 +435,7 @@ def fanout_step(server, lg: LineProc, subscribers: int, rate: float, duration: f
             "us_per_delivery": round((cpu1 - cpu0) / received * 1e6, 2) if received else None}
 
 
-def connect(server, mode: str, n: int, **config) -> tuple[LineProc, dict]:
+def connect(server, mode: str, n: int, **config) -> tuple[LoadGroup, dict]:
     rss0 = rss_bytes(server.pid)
     t = time.monotonic()
     lg = loadgen(server, mode=mode, n=n, **config)
@@ -415,11 +458,20 @@ def part_fanout(servers, args, results) -> None:
         lgs = {}
         try:
             for server in servers:
-                lg, info = connect(server, "fanout", subs)
+                lg, info = connect(server, "fanout", subs,
+                                   processes=-(-subs // args.clients_per_loadgen))
                 lgs[server.name] = lg
                 info.update(part="fanout_connect", subscribers=subs)
                 log(info)
                 results.append(info)
+            for server in servers:  # all subscribed, nothing published: heartbeats & co.
+                cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+                time.sleep(args.idle_window)
+                cpu, wall = cpu_seconds(server.pid) - cpu0, time.monotonic() - t0
+                row = {"part": "fanout_idle", "server": server.name, "subscribers": subs,
+                       "seconds": round(wall, 1), "server_cpu_pct": round(100 * cpu / wall, 2)}
+                log(row)
+                results.append(row)
             for i, rate in enumerate(args.rates):
                 order = servers if i % 2 == 0 else servers[::-1]
                 for server in order:
@@ -530,7 +582,7 @@ def _history_offset(server) -> int:
         client.close()
 
 
-def _wait_received(lg: LineProc, expected: int, timeout: float = DRAIN_TIMEOUT) -> dict:
+def _wait_received(lg: LoadGroup, expected: int, timeout: float = DRAIN_TIMEOUT) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         lg.send("report")
@@ -638,6 +690,10 @@ def main() -> None:
                              "generator reaches (to measure what checking them costs)")
     parser.add_argument("--ws-comment-rates", default="100,200",
                         help="comments/s one WebSocket posts (part wscomment)")
+    parser.add_argument("--clients-per-loadgen", type=int, default=10000,
+                        help="most sockets one load generator process holds")
+    parser.add_argument("--idle-window", type=float, default=10.0,
+                        help="seconds of server CPU measured with every subscriber idle")
     parser.add_argument("--storm-clients", type=int, default=5000)
     parser.add_argument("--storm-missed", type=int, default=10,
                         help="events published while the storm's clients are away")

@@ -79,7 +79,9 @@ function onStamped(text, client) {
 const clients = [];
 let connecting = 0, connected = 0, failed = 0, nextIndex = 0;
 
+// Client i of this process is client cfg.first + i of the run (user names, content ids).
 function url(i) {
+  i += cfg.first || 0;
   if (SIO) return `ws://127.0.0.1:${cfg.port}/socket.io/?EIO=4&transport=websocket`;
   const token = cfg.mode === "ingest" ? `?token=${jwt(cfg.secret, "bench-user-" + i)}` : "";
   return `ws://127.0.0.1:${cfg.port}/v1/ws${token}`;
@@ -161,7 +163,8 @@ class Client {
   }
   next() {
     const k = this.ref % 4;
-    this.send(k === 0 ? "like" : k === 2 ? "unlike" : "view", `bench-c${this.i % cfg.contents}`);
+    this.send(k === 0 ? "like" : k === 2 ? "unlike" : "view",
+              `bench-c${(this.i + (cfg.first || 0)) % cfg.contents}`);
   }
 }
 

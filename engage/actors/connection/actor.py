@@ -73,6 +73,8 @@ class ConnectionActor:
         self.address = address
         self.wire = wire
         self.identity = identity
+        #: Called after ``auth`` changes the identity (the directory watches expiries).
+        self.on_identity: Callable[[], None] | None = None
         self.context = context
         self.subscriptions: set[str] = set()
         self._scope = trio.CancelScope()
@@ -90,8 +92,9 @@ class ConnectionActor:
     def overflow(self) -> None:
         self.stop(SLOW_CONSUMER_CLOSE, "slow consumer: outbox overflowed")
 
-    def check_token(self, now: float) -> None:
-        """Called by the directory about once a second with the wall-clock time.
+    def check_token(self, now: float) -> float | None:
+        """Called by the directory with the wall-clock time when the token may
+        have expired; returns when to call again (None: no need).
 
         Once the token has expired the client hears so (an ``error`` frame
         with code ``token_expired``) and has ``ws_auth_grace`` seconds to send
@@ -99,17 +102,21 @@ class ConnectionActor:
         After that the socket is closed with ``TOKEN_EXPIRED_CLOSE``.
         """
         identity = self.identity
-        if identity is None or identity.expires_at is None or now < identity.expires_at:
-            return
+        if identity is None or identity.expires_at is None:
+            return None
+        if now < identity.expires_at:
+            return identity.expires_at
         grace = self.context.settings.ws_auth_grace
         if now >= identity.expires_at + grace:
             self.stop(TOKEN_EXPIRED_CLOSE, "token expired; reconnect with a fresh one")
-        elif not self._expiry_told:
+            return None
+        if not self._expiry_told:
             self._expiry_told = True
             self._send({"type": "error", "ref": None, "code": "token_expired",
                         "message": f'the token has expired: send {{"op": "auth", "token": ...}} '
                                    f'with a fresh one within {grace:g} s or the connection '
                                    f'closes with {TOKEN_EXPIRED_CLOSE}'})
+        return identity.expires_at + grace
 
     def stop(self, code: int, reason: str) -> None:
         """Close soon with ``code``; safe to call from any task, any number of times."""
@@ -199,6 +206,8 @@ class ConnectionActor:
         assert isinstance(op, ops.Auth)
         self.identity = verify_token(op.token, self.context.settings)
         self._expiry_told = False
+        if self.on_identity is not None:
+            self.on_identity()
         await self._leave_other_users()
         return {"user": self.identity.user}
 

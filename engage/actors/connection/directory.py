@@ -11,22 +11,28 @@ closes every socket with 1001 and waits, within its shutdown budget, for them
 to finish.
 
 One heartbeat loop serves every connection (a task each would cost memory per
-idle socket): it pings them all every ``ping_interval``, closes those silent
-for ``idle_timeout``, and every ``TOKEN_CHECK_INTERVAL`` has each check its
-token's expiry (a scan of 10,000 connections costs about a millisecond).
+idle socket): every ``TICK`` it pings the connections whose ping is due
+(each every ``ping_interval``, the first after a random part of it, so a
+join storm's sockets are not pinged all at once), closes those silent for
+``idle_timeout``, and has those whose token expires now check it. Both are
+:class:`~engage.actors.connection.timers.Timers` heaps: a tick costs what is
+due, not a visit to every socket.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import random
 import time
+from functools import partial
 from typing import Any
 
 import trio
 
 from engage.actors.connection.actor import ConnectionActor
 from engage.actors.connection.context import ConnectionContext
+from engage.actors.connection.timers import Timers
 from engage.auth import Identity
 from engage.errors import TooManyChildren
 from engage.supervisor import shutdown_scope
@@ -35,8 +41,8 @@ from engage.ws.frames import GOING_AWAY, HEARTBEAT_TIMEOUT, ping_frame
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two sweeps of token expiries (the precision of ``ws_auth_grace``).
-TOKEN_CHECK_INTERVAL = 1.0
+#: Seconds between two heartbeat ticks (the precision of pings and of ``ws_auth_grace``).
+TICK = 1.0
 
 
 class ConnectionDirectory:
@@ -57,6 +63,8 @@ class ConnectionDirectory:
         self.idle_timeout = idle_timeout
         self._ids = itertools.count(1)
         self._live: dict[int, ConnectionActor] = {}
+        self._pings: Timers[int] = Timers()  # trio clock
+        self._expiries: Timers[int] = Timers()  # wall clock
         self._emptied = trio.Event()
         self._stopping = False
 
@@ -99,6 +107,9 @@ class ConnectionDirectory:
                                 address=address)
         key = next(self._ids)
         self._live[key] = actor
+        self._pings.add(trio.current_time() + self.ping_interval * random.uniform(0.5, 1.0), key)
+        self._watch_token(key)
+        actor.on_identity = partial(self._watch_token, key)
         try:
             await actor.run()
         finally:
@@ -106,20 +117,33 @@ class ConnectionDirectory:
             if not self._live:
                 self._emptied.set()
 
+    def _watch_token(self, key: int) -> None:
+        """Have the heartbeat check this connection's token when it expires."""
+        actor = self._live.get(key)
+        identity = actor.identity if actor is not None else None
+        if identity is not None and identity.expires_at is not None:
+            self._expiries.add(identity.expires_at, key)
+
     async def _heartbeat(self) -> None:
         ping = ping_frame(b"hb")
-        next_ping = trio.current_time() + self.ping_interval
         while True:
-            await trio.sleep(min(TOKEN_CHECK_INTERVAL, self.ping_interval))
+            await trio.sleep(TICK)
             wall = time.time()
-            for actor in list(self._live.values()):
-                actor.check_token(wall)
-            if trio.current_time() < next_ping:
-                continue
-            next_ping = trio.current_time() + self.ping_interval
-            cutoff = trio.current_time() - self.idle_timeout
-            for actor in list(self._live.values()):
+            for key in list(self._expiries.pop_due(wall)):
+                actor = self._live.get(key)
+                # A later auth added its own entry; a stale one finds nothing due.
+                again = actor.check_token(wall) if actor is not None else None
+                if again is not None and again > wall:
+                    self._expiries.add(again, key)
+            now = trio.current_time()
+            cutoff = now - self.idle_timeout
+            for key in list(self._pings.pop_due(now)):
+                actor = self._live.get(key)
+                if actor is None:
+                    continue  # gone: its entry goes with it
                 if actor.ws.last_seen < cutoff:
                     actor.stop(HEARTBEAT_TIMEOUT, "no frames or pongs: peer presumed dead")
-                elif not actor.push(ping):
+                    continue
+                if not actor.push(ping):
                     actor.overflow()
+                self._pings.add(now + self.ping_interval, key)

@@ -19,6 +19,7 @@ from functools import partial
 import trio
 
 from engage.errors import ConfigError, EngageError
+from engage.gc_tuning import freeze_startup, tune_gc
 from engage.hot import HotRoutes
 from engage.http import create_app
 from engage.http1 import connection_capacity, raise_descriptor_limit
@@ -70,6 +71,7 @@ async def main(settings: Settings) -> None:
                     server_done.set()
 
             urls = await root.start(run_server)
+            freeze_startup()
             url = urls[0] if urls else f"http://{settings.host}:{settings.port}"
             print(f"Engage serving on {url} (instance {system.instance_id}); "
                   f"demo page: {url}/?content=hello", flush=True)
@@ -105,6 +107,7 @@ def cli(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_descriptor_limit()  # one descriptor per connection: take what the system allows
+    tune_gc()
     failure = None  # one line for the operator, not a nested traceback
     try:
         trio.run(partial(main, settings))

@@ -10,18 +10,22 @@ import json
 from typing import Any, Literal
 
 import msgpack
+import msgspec
 
-from engage.ws.frames import binary_frame, text_frame
+from engage.ws.frames import OP_TEXT, binary_frame, frame
 
 Wire = Literal["json", "msgpack"]
 MSGPACK_SUBPROTOCOL = "engage.msgpack"
+#: Compact UTF-8 JSON, like ``json.dumps(separators=(",", ":"), ensure_ascii=False)``
+#: at a fifth of its cost (every ack of an ingested op is one; §16).
+_JSON = msgspec.json.Encoder()
 
 
 def encode(obj: Any, wire: Wire) -> bytes:
     """A complete WebSocket frame carrying ``obj``."""
     if wire == "msgpack":
         return binary_frame(msgpack.packb(obj))
-    return text_frame(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+    return frame(OP_TEXT, _JSON.encode(obj))
 
 
 def decode(data: str | bytes, wire: Wire) -> Any:

@@ -50,6 +50,28 @@ def error_from(exc: msgspec.ValidationError, default_code: str) -> ValidationErr
     return ValidationError(message.replace("`$.", "`").replace("`$`", "the body"), code=code)
 
 
+#: One decoder per schema and format. ``msgspec.json.decode(raw, type=...)``
+#: keeps what it learns of a type only for structs: for a union such as the
+#: WebSocket ops it analysed the type again on every call, a fifth of an
+#: ingested op's CPU (docs/decisions.md §16).
+_JSON_DECODERS: dict[Any, msgspec.json.Decoder] = {}
+_MSGPACK_DECODERS: dict[Any, msgspec.msgpack.Decoder] = {}
+
+
+def _json_decoder(schema: Any) -> msgspec.json.Decoder:
+    decoder = _JSON_DECODERS.get(schema)
+    if decoder is None:
+        decoder = _JSON_DECODERS[schema] = msgspec.json.Decoder(schema)
+    return decoder
+
+
+def _msgpack_decoder(schema: Any) -> msgspec.msgpack.Decoder:
+    decoder = _MSGPACK_DECODERS.get(schema)
+    if decoder is None:
+        decoder = _MSGPACK_DECODERS[schema] = msgspec.msgpack.Decoder(schema)
+    return decoder
+
+
 def decode_json(raw: bytes | str, schema: type[T], *, default_code: str = "invalid_body") -> T:
     """Decode and check a JSON document against ``schema``.
 
@@ -58,7 +80,7 @@ def decode_json(raw: bytes | str, schema: type[T], *, default_code: str = "inval
             does not fit (``unknown_field``, a field's code, or ``default_code``).
     """
     try:
-        return msgspec.json.decode(raw, type=schema)
+        return _json_decoder(schema).decode(raw)
     except msgspec.ValidationError as exc:
         raise error_from(exc, default_code) from None
     except msgspec.DecodeError as exc:
@@ -72,7 +94,7 @@ def decode_json(raw: bytes | str, schema: type[T], *, default_code: str = "inval
 def decode_msgpack(raw: bytes, schema: type[T], *, default_code: str = "invalid_body") -> T:
     """Like :func:`decode_json` for msgpack (``malformed`` when it does not parse)."""
     try:
-        return msgspec.msgpack.decode(raw, type=schema)
+        return _msgpack_decoder(schema).decode(raw)
     except msgspec.ValidationError as exc:
         raise error_from(exc, default_code) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -54,22 +54,25 @@ def error_from(exc: msgspec.ValidationError, default_code: str) -> ValidationErr
 #: keeps what it learns of a type only for structs: for a union such as the
 #: WebSocket ops it analysed the type again on every call, a fifth of an
 #: ingested op's CPU (docs/decisions.md §16).
-_JSON_DECODERS: dict[Any, msgspec.json.Decoder] = {}
-_MSGPACK_DECODERS: dict[Any, msgspec.msgpack.Decoder] = {}
+#: Keyed by ``id(schema)``: hashing a union is itself slow. Each entry holds
+#: its schema, so that id cannot be reused by another object while cached;
+#: schemas are module-level types, so the caches stay small.
+_JSON_DECODERS: dict[int, tuple[Any, msgspec.json.Decoder]] = {}
+_MSGPACK_DECODERS: dict[int, tuple[Any, msgspec.msgpack.Decoder]] = {}
 
 
 def _json_decoder(schema: Any) -> msgspec.json.Decoder:
-    decoder = _JSON_DECODERS.get(schema)
-    if decoder is None:
-        decoder = _JSON_DECODERS[schema] = msgspec.json.Decoder(schema)
-    return decoder
+    entry = _JSON_DECODERS.get(id(schema))
+    if entry is None:
+        entry = _JSON_DECODERS[id(schema)] = (schema, msgspec.json.Decoder(schema))
+    return entry[1]
 
 
 def _msgpack_decoder(schema: Any) -> msgspec.msgpack.Decoder:
-    decoder = _MSGPACK_DECODERS.get(schema)
-    if decoder is None:
-        decoder = _MSGPACK_DECODERS[schema] = msgspec.msgpack.Decoder(schema)
-    return decoder
+    entry = _MSGPACK_DECODERS.get(id(schema))
+    if entry is None:
+        entry = _MSGPACK_DECODERS[id(schema)] = (schema, msgspec.msgpack.Decoder(schema))
+    return entry[1]
 
 
 def decode_json(raw: bytes | str, schema: type[T], *, default_code: str = "invalid_body") -> T:

@@ -19,6 +19,7 @@ from engage.domain import FlushBatch, Snapshot
 from engage.errors import StoreError
 from engage.store.bridge import Bridge
 from engage.store.migrations import migrate
+from engage.store.pg import PgPool
 from engage.store.protocols import FlushReport
 from engage.store.base import PG_COMMAND_TIMEOUT, PG_CONNECT_TIMEOUT, PostgresStore
 
@@ -54,17 +55,22 @@ ON CONFLICT (content_id, user_id) DO UPDATE
 
 
 class PostgresCounters(PostgresStore):
-    """:class:`~engage.store.protocols.CounterDatabase` on asyncpg."""
+    """:class:`~engage.store.protocols.CounterDatabase` on asyncpg; the flush
+    and the load of an item through the trio-native pool when there is one
+    (a flush a second crossed the bridge: a tenth of an applause run's CPU
+    went to the trio-asyncio loop, docs/decisions.md §15)."""
 
-    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge, *,
+                 native: PgPool | None = None) -> None:
         self.pool = pool
         self.bridge = bridge
+        self.native = native
 
     async def apply_batch(self, batch: FlushBatch, hlls: dict[str, bytes]) -> FlushReport:
-        return await self._call(self._aio_apply_batch, batch, hlls)
+        return await self._run(self._apply_batch, batch, hlls)
 
     async def load(self, content_id: str) -> Snapshot:
-        return await self._call(self._aio_load, content_id)
+        return await self._run(self._load, content_id)
 
     async def ping(self) -> None:
         await self._call(self._aio_ping)
@@ -75,58 +81,60 @@ class PostgresCounters(PostgresStore):
         async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
             await conn.fetchval("SELECT 1")
 
-    async def _aio_apply_batch(self, batch: FlushBatch, hlls: dict[str, bytes]) -> FlushReport:
+    @staticmethod
+    async def _apply_batch(conn, batch: FlushBatch, hlls: dict[str, bytes]) -> FlushReport:
+        """One transaction on ``conn`` (either driver's)."""
         ids = sorted(set(batch.deltas) | set(hlls))
         zero = [0, 0, 0]
         rows = 0
         statements = 1
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            async with conn.transaction():
-                fresh = await conn.fetchval(
-                    "INSERT INTO flush_batches (id, events, items) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (id) DO NOTHING RETURNING true",
-                    batch.id, batch.events, batch.items,
-                )
-                if not fresh:
-                    return FlushReport(batch.id, False, batch.events, batch.items, 1, 0)
-                if ids:
-                    deltas = [batch.deltas.get(i, zero) for i in ids]
-                    await conn.execute(
-                        _UPSERT_COUNTERS, ids, [d[0] for d in deltas], [d[1] for d in deltas],
-                        [d[2] for d in deltas], [hlls.get(i) for i in ids])
-                    statements += 1
-                    rows += len(ids)
-                if batch.likes:
-                    keys = list(batch.likes)
-                    await conn.execute(
-                        _UPSERT_LIKES, [c for c, _ in keys], [u for _, u in keys],
-                        [batch.likes[k][0] for k in keys], [batch.likes[k][1] for k in keys])
-                    statements += 1
-                    rows += len(keys)
-                if batch.applause:
-                    keys = list(batch.applause)
-                    await conn.execute(
-                        _UPSERT_APPLAUSE, [c for c, _ in keys], [u for _, u in keys],
-                        [batch.applause[k] for k in keys])
-                    statements += 1
-                    rows += len(keys)
+        async with conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO flush_batches (id, events, items) VALUES ($1, $2, $3) "
+                "ON CONFLICT (id) DO NOTHING RETURNING true",
+                batch.id, batch.events, batch.items,
+            )
+            if not fresh:
+                return FlushReport(batch.id, False, batch.events, batch.items, 1, 0)
+            if ids:
+                deltas = [batch.deltas.get(i, zero) for i in ids]
+                await conn.execute(
+                    _UPSERT_COUNTERS, ids, [d[0] for d in deltas], [d[1] for d in deltas],
+                    [d[2] for d in deltas], [hlls.get(i) for i in ids])
+                statements += 1
+                rows += len(ids)
+            if batch.likes:
+                keys = list(batch.likes)
+                await conn.execute(
+                    _UPSERT_LIKES, [c for c, _ in keys], [u for _, u in keys],
+                    [batch.likes[k][0] for k in keys], [batch.likes[k][1] for k in keys])
+                statements += 1
+                rows += len(keys)
+            if batch.applause:
+                keys = list(batch.applause)
+                await conn.execute(
+                    _UPSERT_APPLAUSE, [c for c, _ in keys], [u for _, u in keys],
+                    [batch.applause[k] for k in keys])
+                statements += 1
+                rows += len(keys)
         return FlushReport(batch.id, True, batch.events, batch.items, statements, rows)
 
-    async def _aio_load(self, content_id: str) -> Snapshot:
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            row = await conn.fetchrow(
-                "SELECT views, likes, applause, viewers_hll FROM content_counters WHERE id = $1",
-                content_id)
-            likers = await conn.fetch(
-                "SELECT user_id FROM content_likes WHERE content_id = $1 AND liked", content_id)
-            claps = await conn.fetch(
-                "SELECT user_id, total FROM content_applause WHERE content_id = $1", content_id)
-            comments = await conn.fetchval(  # visible ones only (see 0007_moderation.sql)
-                "SELECT count(*) FROM comments "
-                "WHERE content_id = $1 AND deleted_at IS NULL AND status = 'visible'",
-                content_id)
-        likers_ = tuple(r[0] for r in likers)
-        claps_ = tuple((r[0], r[1]) for r in claps)
+    @staticmethod
+    async def _load(conn, content_id: str) -> Snapshot:
+        """An item's durable counters, likers and applauders, on ``conn``."""
+        row = await conn.fetchrow(
+            "SELECT views, likes, applause, viewers_hll FROM content_counters WHERE id = $1",
+            content_id)
+        likers = await conn.fetch(
+            "SELECT user_id FROM content_likes WHERE content_id = $1 AND liked", content_id)
+        claps = await conn.fetch(
+            "SELECT user_id, total FROM content_applause WHERE content_id = $1", content_id)
+        comments = await conn.fetchval(  # visible ones only (see 0007_moderation.sql)
+            "SELECT count(*) FROM comments "
+            "WHERE content_id = $1 AND deleted_at IS NULL AND status = 'visible'",
+            content_id)
+        likers_ = tuple(r["user_id"] for r in likers)
+        claps_ = tuple((r["user_id"], r["total"]) for r in claps)
         if row is None:
             return Snapshot(likers=likers_, applauders=claps_, comments=comments)
         return Snapshot(row["views"], row["likes"], row["applause"], row["viewers_hll"],

@@ -25,6 +25,7 @@ _ARRAY_HEAD = struct.Struct("!iiiii")
 BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 19, 20, 21, 23, 25, 26
 JSON, FLOAT4, FLOAT8, UNKNOWN, BPCHAR, VARCHAR = 114, 700, 701, 705, 1042, 1043
 TIMESTAMP, TIMESTAMPTZ = 1114, 1184
+BOOL_ARRAY, BYTEA_ARRAY = 1000, 1001
 INT4_ARRAY, TEXT_ARRAY, INT8_ARRAY, VARCHAR_ARRAY = 1007, 1009, 1016, 1015
 
 
@@ -117,6 +118,8 @@ DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
 DECODERS[TEXT_ARRAY] = DECODERS[VARCHAR_ARRAY] = _array(_text)
 DECODERS[INT4_ARRAY] = _array(DECODERS[INT4])
 DECODERS[INT8_ARRAY] = _array(DECODERS[INT8])
+DECODERS[BOOL_ARRAY] = _array(DECODERS[BOOL])
+DECODERS[BYTEA_ARRAY] = _array(bytes)
 
 
 def _micros(value: datetime, epoch: datetime) -> bytes:
@@ -154,6 +157,8 @@ ENCODERS[TEXT_ARRAY] = _encode_array(TEXT, _str)
 ENCODERS[VARCHAR_ARRAY] = _encode_array(VARCHAR, _str)
 ENCODERS[INT4_ARRAY] = _encode_array(INT4, _INT4.pack)
 ENCODERS[INT8_ARRAY] = _encode_array(INT8, _INT8.pack)
+ENCODERS[BOOL_ARRAY] = _encode_array(BOOL, ENCODERS[BOOL])
+ENCODERS[BYTEA_ARRAY] = _encode_array(BYTEA, bytes)
 
 
 def encode_params(oids: tuple[int, ...], values: tuple) -> tuple[list[bytes | None], list[int]]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import select
 import struct
-from typing import Any, Final
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Final
 
 import trio
 
@@ -142,6 +143,20 @@ class PgConnection:
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._run(sql, args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` if the block raises (as
+        asyncpg's ``transaction()``; a broken connection is just dropped)."""
+        await self._run("BEGIN", ())
+        try:
+            yield
+        except BaseException:
+            if not self.broken:
+                with trio.CancelScope(shield=True):
+                    await self._run("ROLLBACK", ())
+            raise
+        await self._run("COMMIT", ())
 
     async def _run(self, sql: str, args: tuple) -> list[dict[str, Any]]:
         if self.broken:

@@ -218,3 +218,23 @@ async def test_a_password_asked_for_and_not_given_is_a_clear_error(nursery):
         port = listeners[0].socket.getsockname()[1]
         with pytest.raises(StoreError, match="password"):
             await _connect(f"postgresql://alice@127.0.0.1:{port}/db?sslmode=disable")
+
+
+async def test_a_transaction_commits_or_rolls_back_as_a_whole():
+    with trio.fail_after(10):
+        conn = await _connect()
+        try:
+            await conn.execute("CREATE TEMP TABLE t (k text, b bytea, ok bool)")
+            async with conn.transaction():
+                await conn.execute("INSERT INTO t SELECT * FROM unnest($1::text[], $2::bytea[], "
+                                   "$3::bool[])", ["a", "b"], [b"\x00\x01", None], [True, False])
+            with pytest.raises(PostgresServerError):
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO t VALUES ('c', NULL, true)")
+                    await conn.execute("SELECT 1 / 0")
+            assert not conn.broken
+            assert await conn.fetch("SELECT k, b, ok FROM t ORDER BY k") == [
+                {"k": "a", "b": b"\x00\x01", "ok": True}, {"k": "b", "b": None, "ok": False}]
+            assert await conn.fetchval("SELECT array_agg(ok ORDER BY k) FROM t") == [True, False]
+        finally:
+            await conn.aclose()

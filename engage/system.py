@@ -108,9 +108,11 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
                                       settings.block_words), native=hot_pool)
                 await moderation.reinstall_bans()  # a Redis wipe must not lift bans
                 try:
-                    yield Stores(bridge, cache, PostgresCounters(pool, bridge, native=hot_pool),
+                    yield Stores(bridge, cache,
+                                 PostgresCounters(pool, bridge, native=hot_pool),
                                  PostgresComments(pool, bridge, native=hot_pool), history,
-                                 client, events, PostgresContentMeta(pool, bridge),
+                                 client, events,
+                                 PostgresContentMeta(pool, bridge, native=hot_pool),
                                  notifications=PostgresNotifications(
                                      pool, bridge, keep=settings.notify_max_per_user),
                                  moderation=moderation)

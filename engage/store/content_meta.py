@@ -21,6 +21,7 @@ from engage.domain.content import ContentMeta
 from engage.store.bridge import Bridge
 from engage.store.postgres import PG_CONNECT_TIMEOUT
 from engage.store.base import PostgresStore
+from engage.store.pg import PgPool
 
 _COLUMNS = "id, title, url, author, published_at, tags"
 #: ``announce_step`` of content announced on every feed.
@@ -42,9 +43,11 @@ def _meta(row: asyncpg.Record) -> ContentMeta:
 class PostgresContentMeta(PostgresStore):
     """Stores and lists published content."""
 
-    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge, *,
+                 native: PgPool | None = None) -> None:
         self.pool = pool
         self.bridge = bridge
+        self.native = native
         self._remembered: dict[str, tuple[float, ContentMeta | None]] = {}
         #: Reads under way: concurrent misses for one id wait for the same query.
         self._reading: dict[str, trio.Event] = {}
@@ -77,7 +80,7 @@ class PostgresContentMeta(PostgresStore):
                 return entry[1]
         self._reading[content_id] = reading = trio.Event()
         try:
-            meta = await self._call(self._aio_get, content_id)
+            meta = await self._run(self._get, content_id)
         finally:
             del self._reading[content_id]
             reading.set()
@@ -116,9 +119,11 @@ class PostgresContentMeta(PostgresStore):
                 "UPDATE content SET announce_step = GREATEST(announce_step, $2) WHERE id = $1",
                 content_id, step)
 
-    async def _aio_get(self, content_id: str) -> ContentMeta | None:
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM content WHERE id = $1", content_id)
+    @staticmethod
+    async def _get(conn, content_id: str) -> ContentMeta | None:
+        """On ``conn`` (either driver's): an applause's or comment's notification
+        asks who wrote the item, so it is on the interaction path."""
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM content WHERE id = $1", content_id)
         return None if row is None else _meta(row)
 
     async def _aio_newest(self, author, after, limit):

@@ -286,6 +286,33 @@ class LoadGroup:
             proc.close()
 
 
+class TrioFloor:
+    """``bench/floor_server.py``: raw trio + wsproto, one frame written to every member."""
+
+    name = "floor"
+
+    def __init__(self, tag: str, logdir: Path) -> None:
+        self.secret = ""
+        self.logfile = logdir / f"floor-{tag}.log"
+        self.err = open(self.logfile, "w")
+        self.lp = LineProc([sys.executable, str(ROOT / "bench" / "floor_server.py")],
+                           stderr=self.err)
+        self.port = self.lp.readline(30)["port"]
+        self.pid = self.lp.pid
+
+    def publish_target(self):
+        return f"http://127.0.0.1:{self.port}/publish/{CONTENT}", {}
+
+    def stop(self) -> None:
+        self.lp.proc.send_signal(signal.SIGINT)
+        try:
+            self.lp.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.lp.proc.kill()
+            self.lp.proc.wait()
+        self.err.close()
+
+
 def loadgen(server, *, n: int, processes: int = 1, **config) -> LoadGroup:
     config = {"server": "sio" if server.name == "socketio" else "engage", "port": server.port,
               "secret": server.secret, "content": CONTENT, "contents": 100, "parallel": 200,
@@ -428,7 +455,7 @@ def fanout_step(server, lg: LoadGroup, subscribers: int, rate: float, duration: 
             "p50_ms": rep["p50"], "p99_ms": rep["p99"], "max_ms": round(rep["max"], 1),
             "other_frames": rep["other"], "closed": rep["closed"],
             # Engage: events missed, repeated or out of order, over all subscribers
-            "out_of_order": rep["disorder"] if server.name == "engage" else None,
+            "out_of_order": rep["disorder"] if server.name != "socketio" else None,
             "server_cpu_s": round(cpu1 - cpu0, 2), "window_s": round(t1 - t0, 2),
             "server_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
             "loadgen_cpu_pct": round(100 * lg_cpu / (t1 - t0), 1),
@@ -724,6 +751,7 @@ def main() -> None:
     try:
         for name in args.servers.split(","):
             servers.append(Engage(tag, logdir, args.limits) if name == "engage"
+                           else TrioFloor(tag, logdir) if name == "floor"
                            else SocketIO(tag, logdir))
             log({"started": name, "pid": servers[-1].pid, "port": servers[-1].port})
         for part in args.parts.split(","):

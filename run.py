@@ -20,6 +20,7 @@ import trio
 
 from engage.errors import ConfigError, EngageError
 from engage.gc_tuning import freeze_startup, tune_gc
+from engage.workers import run_workers
 from engage.hot import HotRoutes
 from engage.http import create_app
 from engage.http1 import connection_capacity, raise_descriptor_limit
@@ -36,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to bind (default from config)")
     parser.add_argument("--port", type=int, help="port to bind (default from config)")
     parser.add_argument("--config", help="extra TOML config file")
+    parser.add_argument("--workers", help="worker processes on the one port: a number, or "
+                                          "auto for one per core (default from config: 1)")
     return parser.parse_args(argv)
 
 
@@ -101,6 +104,10 @@ def cli(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.config, host=args.host, port=args.port)
+        if args.workers is not None:
+            if not (args.workers == "auto" or (args.workers.isdigit() and int(args.workers) >= 1)):
+                raise ConfigError("--workers must be a number >= 1 or auto")
+            settings = settings.replace(workers=args.workers)
     except ConfigError as exc:
         print(f"engage: {exc}", file=sys.stderr)
         return 2
@@ -110,7 +117,10 @@ def cli(argv: list[str] | None = None) -> int:
     tune_gc()
     failure = None  # one line for the operator, not a nested traceback
     try:
-        trio.run(partial(main, settings))
+        if settings.worker_count > 1 and not settings.reuse_port:
+            run_workers(settings)  # the parent: it supervises, workers serve
+        else:
+            trio.run(partial(main, settings))
     except* OSError as group:  # the address is taken, not ours, or unreachable
         failure = f"cannot serve on {settings.host}:{settings.port}: {_first(group)}"
     except* EngageError as group:  # a store unreachable at start, a restart budget spent...

@@ -44,6 +44,10 @@ class Settings:
     database_hot_pool_size: int = 4
     redis_pool_size: int = 50
     backlog: int = 4096
+    #: Worker processes sharing the port (``auto``: one per core); see engage/workers.py.
+    workers: str = "1"
+    #: Set by the parent for its workers: listen with SO_REUSEPORT beside the others.
+    reuse_port: bool = False
     shutdown_timeout: float = 10.0
     log_level: str = "info"
     comment_max_chars: int = 5000
@@ -129,6 +133,13 @@ class Settings:
     def origins(self) -> frozenset[str]:
         """``allowed_origins`` as a set (comma-separated in config)."""
         return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number (``auto``: the cores this process may use)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return int(self.workers)
 
     @property
     def embedded(self) -> bool:
@@ -250,6 +261,8 @@ def _validate(s: Settings) -> None:
          "webhook_urls must be http(s) URLs"),
         (s.ws_auth_grace >= 0, "ws_auth_grace must be >= 0"),
         (s.view_dedup_window >= 0, "view_dedup_window must be >= 0 (0: no de-duplication)"),
+        (s.workers == "auto" or (s.workers.isdigit() and int(s.workers) >= 1),
+         "workers must be a number >= 1 or auto"),
         (s.moderation_mode in ("none", "all", "first"),
          "moderation_mode must be none, all or first"),
     ]

@@ -116,6 +116,9 @@ class FrontConfig:
     message_timeout: float = DEFAULT_MESSAGE_TIMEOUT
     max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES
     ws_shutdown_grace: float = WS_SHUTDOWN_GRACE
+    #: Listen with SO_REUSEPORT: several worker processes on one port, the
+    #: kernel spreading new connections over them.
+    reuse_port: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, max_connections: int) -> "FrontConfig":
@@ -132,7 +135,8 @@ class FrontConfig:
                    max_message_bytes=settings.ws_max_message_bytes,
                    max_fragments=settings.ws_max_fragments,
                    message_timeout=settings.ws_message_timeout,
-                   max_outbox_bytes=settings.ws_outbox_bytes)
+                   max_outbox_bytes=settings.ws_outbox_bytes,
+                   reuse_port=settings.reuse_port)
 
 
 def open_listener(config: FrontConfig) -> socket.socket:
@@ -142,6 +146,8 @@ def open_listener(config: FrontConfig) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(config.backlog)
         sock.setblocking(False)

@@ -1,0 +1,101 @@
+"""``run.py --workers 2``: two processes on one port, a killed one restarted,
+and a clean stop with every flush done (engage/workers.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BASE_REDIS_URL
+from tests.support import ServerProcess, fetch, server_env
+
+pytestmark = pytest.mark.slow
+
+JWT_SECRET = "workers-secret-workers-secret-0123456"
+#: How soon a killed worker must be serving again (the issue's figure).
+RESTART_WITHIN = 2.0
+
+
+def _children(pid: int) -> set[int]:
+    """Child processes of ``pid`` (trio starts them from worker threads, so
+    every thread's list counts)."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out |= {int(p) for p in (task / "children").read_text().split()}
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+    return out
+
+
+def _instances(url: str, tries: int = 60) -> set[str]:
+    """Instance ids seen over fresh connections (the kernel spreads them)."""
+    seen = set()
+    for _ in range(tries):
+        with httpx.Client(base_url=url, timeout=10) as client:
+            seen.add(client.get("/healthz").json()["instance"])
+        if len(seen) >= 2:
+            break
+    return seen
+
+
+def _views(url: str, content_id: str, n: int) -> int:
+    acked = 0
+    for start in range(0, n, 50):
+        with httpx.Client(base_url=url, timeout=10) as client:  # a fresh connection: any worker
+            batch = [{"type": "view", "content": content_id}] * min(50, n - start)
+            r = client.post("/v1/events", json={"events": batch})
+            r.raise_for_status()
+            acked += sum(1 for item in r.json()["results"] if item["ok"])
+    return acked
+
+
+def _persisted(database_url: str, content_id: str) -> int:
+    rows = fetch(database_url, "SELECT views FROM content_counters WHERE id = $1", content_id)
+    return rows[0]["views"] if rows else 0
+
+
+def test_two_workers_share_the_port_survive_a_kill_and_stop_cleanly(database_url, redis_prefix):
+    env = server_env(database_url, BASE_REDIS_URL, redis_prefix, JWT_SECRET, workers="2",
+                     flush_interval="0.3", sweep_interval="0.5", sweep_stale_after="1.0")
+    server = ServerProcess(env).start()
+    try:
+        parent = server.proc.pid
+        serving = next(line for line in server.output if line.startswith("Engage serving on"))
+        assert "with 2 workers" in serving
+        pids = {int(p) for p in re.findall(r"\d+", serving.split("pids", 1)[1])}
+        assert pids == _children(parent)
+        assert len(_instances(server.url)) == 2
+
+        acked = _views(server.url, "shared", 1000)
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while True:  # a new worker takes the dead one's place
+            children = _children(parent)
+            if len(children) == 2 and victim not in children:
+                break
+            assert time.monotonic() - killed_at < RESTART_WITHIN, children
+            time.sleep(0.05)
+        acked += _views(server.url, "shared", 1000)  # served by whichever worker the kernel picks
+        assert len(_instances(server.url)) == 2  # the new worker serves too
+
+        # Every acknowledged view is counted: the dead worker's were in Redis
+        # before their 202, and its pending batches are swept by the others.
+        deadline = time.monotonic() + 15
+        while _persisted(database_url, "shared") != acked:
+            assert time.monotonic() < deadline, (_persisted(database_url, "shared"), acked)
+            time.sleep(0.2)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/v1/content/shared").json()["views"] == acked
+        workers = _children(parent)
+    finally:
+        code = server.stop()
+    assert code == 0, "".join(server.output[-20:])
+    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -20,7 +20,7 @@ import trio
 
 from engage.errors import ConfigError, EngageError
 from engage.gc_tuning import freeze_startup, tune_gc
-from engage.workers import run_workers
+from engage.workers import run_workers, stop_when_orphaned
 from engage.hot import HotRoutes
 from engage.http import create_app
 from engage.http1 import connection_capacity, raise_descriptor_limit
@@ -65,6 +65,7 @@ async def main(settings: Settings) -> None:
         async with trio.open_nursery() as root:
             await root.start(system.supervisor.run)
             root.start_soon(_stop_on_signal, stop)
+            root.start_soon(stop_when_orphaned, stop)
             server_done = trio.Event()
 
             async def run_server(*, task_status):

@@ -86,9 +86,22 @@ def log(obj: dict) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and of its live descendants (``--engage-workers``: the
+    parent and its workers)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime (fields 14, 15)
+    total = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime (fields 14, 15)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for child in children:
+            try:
+                total += cpu_seconds(int(child))
+            except FileNotFoundError:
+                pass  # ended meanwhile
+    return total
 
 
 def rss_bytes(pid: int) -> int:
@@ -173,7 +186,7 @@ LIMIT_ENV = {
 class Engage:
     name = "engage"
 
-    def __init__(self, tag: str, logdir: Path, limits: str = "off") -> None:
+    def __init__(self, tag: str, logdir: Path, limits: str = "off", workers: int = 1) -> None:
         self.db = f"engage_bench_{tag}"
         self.prefix = f"engage-bench-{tag}:"
         self.secret = secrets.token_urlsafe(24)
@@ -186,7 +199,8 @@ class Engage:
                "ENGAGE_HOST": "127.0.0.1", "ENGAGE_PORT": str(self.port),
                "PYTHONUNBUFFERED": "1",
                # thousands of clients from 127.0.0.1: no per-address connection cap
-               "ENGAGE_MAX_CONNECTIONS_PER_IP": "0", **LIMIT_ENV[limits]}
+               "ENGAGE_MAX_CONNECTIONS_PER_IP": "0", "ENGAGE_WORKERS": str(workers),
+               **LIMIT_ENV[limits]}
         self.out = open(self.logfile, "w")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=ROOT, env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT,
@@ -717,6 +731,8 @@ def main() -> None:
                              "generator reaches (to measure what checking them costs)")
     parser.add_argument("--ws-comment-rates", default="100,200",
                         help="comments/s one WebSocket posts (part wscomment)")
+    parser.add_argument("--engage-workers", type=int, default=1,
+                        help="Engage's worker processes (run.py --workers); CPU is the sum")
     parser.add_argument("--clients-per-loadgen", type=int, default=10000,
                         help="most sockets one load generator process holds")
     parser.add_argument("--idle-window", type=float, default=10.0,
@@ -750,7 +766,8 @@ def main() -> None:
     results: list[dict] = []
     try:
         for name in args.servers.split(","):
-            servers.append(Engage(tag, logdir, args.limits) if name == "engage"
+            servers.append(Engage(tag, logdir, args.limits, args.engage_workers)
+                           if name == "engage"
                            else TrioFloor(tag, logdir) if name == "floor"
                            else SocketIO(tag, logdir))
             log({"started": name, "pid": servers[-1].pid, "port": servers[-1].port})

@@ -10,7 +10,8 @@ while the parent is not stopping is restarted after :data:`RESTART_DELAY`,
 :data:`RESTART_WINDOW` seconds per worker; past it the parent stops the
 others and exits with status 2. On SIGTERM or SIGINT every worker gets
 SIGTERM at once and runs its own graceful stop (final flush included);
-one still running after the shutdown deadline is killed.
+one still running after the shutdown deadline is killed; a worker whose
+parent is gone (even by ``kill -9``) stops by itself within a second.
 
 Workers are instances of one service as the design draws them: they share
 Redis and Postgres, and anything one applied is seen by the others (the
@@ -47,7 +48,8 @@ START_TIMEOUT: Final = 60.0
 #: Seconds beyond ``shutdown_timeout`` before a stopping worker is killed.
 STOP_MARGIN: Final = 5.0
 SERVING: Final = "Engage serving on"
-PR_SET_PDEATHSIG: Final = 1
+#: Seconds between a worker's checks that its parent is alive.
+ORPHAN_CHECK_INTERVAL: Final = 1.0
 RUN_PY: Final = Path(__file__).resolve().parent.parent / "run.py"
 
 
@@ -66,7 +68,7 @@ class Worker:
         while True:
             self.process = await trio.lowlevel.open_process(
                 [sys.executable, str(RUN_PY)], env=self.env, stdout=subprocess.PIPE,
-                stderr=None, start_new_session=True, preexec_fn=_stop_with_parent)
+                stderr=None, start_new_session=True)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._relay, self.process)
                 code = await self.process.wait()
@@ -105,14 +107,18 @@ class Worker:
                 pass
 
 
-def _stop_with_parent() -> None:
-    """In the worker, before it runs: SIGTERM when the parent dies (even by
-    ``kill -9``), so no worker outlives its supervisor (Linux only)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+async def stop_when_orphaned(stop: trio.Event) -> None:
+    """In a worker: set ``stop`` (a graceful stop) once the parent is gone,
+    even killed with ``kill -9``, so no worker outlives its supervisor.
+    Polled: ``PR_SET_PDEATHSIG`` would follow the thread that started the
+    worker, and trio starts processes from threads that come and go."""
+    parent = int(os.environ.get("ENGAGE_PARENT_PID", "0"))
+    if not parent:
+        return
+    while os.getppid() == parent:
+        await trio.sleep(ORPHAN_CHECK_INTERVAL)
+    log.warning("the parent process %d is gone: stopping", parent)
+    stop.set()
 
 
 class WorkerPool:
@@ -136,6 +142,7 @@ class WorkerPool:
 
     def _env(self, env: dict[str, str], settings: Settings) -> dict[str, str]:
         env.update({"ENGAGE_WORKERS": "1", "ENGAGE_REUSE_PORT": "true",
+                    "ENGAGE_PARENT_PID": str(os.getpid()),
                     "ENGAGE_HOST": settings.host, "ENGAGE_PORT": str(settings.port),
                     "ENGAGE_DATABASE_URL": settings.database_url,
                     "ENGAGE_REDIS_URL": settings.redis_url,

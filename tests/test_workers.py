@@ -99,3 +99,32 @@ def test_two_workers_share_the_port_survive_a_kill_and_stop_cleanly(database_url
         code = server.stop()
     assert code == 0, "".join(server.output[-20:])
     assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_workers_stay_up_and_go_when_their_parent_is_killed(database_url, redis_prefix):
+    env = server_env(database_url, BASE_REDIS_URL, redis_prefix, JWT_SECRET, workers="2")
+    server = ServerProcess(env).start()
+    try:
+        parent = server.proc.pid
+        workers = _children(parent)
+        assert len(workers) == 2
+        # trio starts processes from worker threads that end after 10 s idle: a
+        # death signal tied to the starting thread would stop the workers then.
+        time.sleep(11)
+        assert _children(parent) == workers
+        os.kill(parent, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.1)
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Not a zombie (an orphan's exit is reaped by init, not at once)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import secrets
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from engage import problems, routes, web
+from engage import metrics, problems, routes, web
 from engage.actors import DeleteComment, EditComment
 from engage.auth import issue_token
 from engage.domain import validate_content_id
@@ -142,7 +141,7 @@ def create_app(system: System) -> QuartTrio:
 
     @app.get("/metrics")
     async def metrics_endpoint():
-        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), content_type=metrics.CONTENT_TYPE_LATEST)
 
     for register in routes.MODULES:
         register(app, system)

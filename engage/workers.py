@@ -25,13 +25,16 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import signal
+import tempfile
 import subprocess
 import sys
 from pathlib import Path
 from typing import Final
 
 import trio
+from prometheus_client import multiprocess
 
 from engage.errors import RestartBudgetExceeded
 from engage.settings import Settings
@@ -72,6 +75,7 @@ class Worker:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._relay, self.process)
                 code = await self.process.wait()
+            pool.forget_metrics(self.process.pid)
             if pool.stopping:
                 return
             now = trio.current_time()
@@ -129,10 +133,25 @@ class WorkerPool:
         self.count = count
         self.stopping = False
         self.workers: list[Worker] = []
+        self.metrics_dir = ""
 
     async def run(self) -> None:
         settings = self.settings
-        env = dict(os.environ)
+        # The workers' metrics, in files that whichever worker answers a
+        # scrape reads (engage/metrics.py); gone with the parent.
+        self.metrics_dir = tempfile.mkdtemp(prefix="engage-metrics-")
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        try:
+            await self._run_with_stores(env, settings)
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def forget_metrics(self, pid: int) -> None:
+        """A worker ended: its live gauges (connections, actors) no longer count;
+        its counters stay in the sums."""
+        multiprocess.mark_process_dead(pid, self.metrics_dir)
+
+    async def _run_with_stores(self, env: dict[str, str], settings: Settings) -> None:
         if settings.embedded:
             from engage.embedded import open_embedded
             async with open_embedded(settings) as settings:

@@ -56,6 +56,14 @@ def _views(url: str, content_id: str, n: int) -> int:
     return acked
 
 
+def _scrape(url: str) -> dict:
+    with httpx.Client(base_url=url, timeout=10) as client:  # a fresh connection: any worker
+        text = client.get("/metrics").text
+    views = re.search(r'^engage_interactions_total\{kind="view"\} (\S+)$', text, re.M)
+    pids = set(re.findall(r'^engage_content_actors\{pid="(\d+)"\}', text, re.M))
+    return {"views": int(float(views.group(1))) if views else 0, "actor_pids": pids}
+
+
 def _persisted(database_url: str, content_id: str) -> int:
     rows = fetch(database_url, "SELECT views FROM content_counters WHERE id = $1", content_id)
     return rows[0]["views"] if rows else 0
@@ -94,7 +102,13 @@ def test_two_workers_share_the_port_survive_a_kill_and_stop_cleanly(database_url
             time.sleep(0.2)
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.get("/v1/content/shared").json()["views"] == acked
+        # A scrape does not depend on the worker that answers it: all report all
+        # (the dead worker's counts included), live gauges by worker pid.
+        scrapes = [_scrape(server.url) for _ in range(6)]
+        assert {s["views"] for s in scrapes} == {acked}
+        assert all(len(s["actor_pids"]) == 2 for s in scrapes)
         workers = _children(parent)
+        assert scrapes[0]["actor_pids"] == {str(pid) for pid in workers}
     finally:
         code = server.stop()
     assert code == 0, "".join(server.output[-20:])

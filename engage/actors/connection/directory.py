@@ -32,6 +32,7 @@ import trio
 
 from engage.actors.connection.actor import ConnectionActor
 from engage.actors.connection.context import ConnectionContext
+from engage import metrics
 from engage.actors.connection.timers import Timers
 from engage.auth import Identity
 from engage.errors import TooManyChildren
@@ -107,6 +108,7 @@ class ConnectionDirectory:
                                 address=address)
         key = next(self._ids)
         self._live[key] = actor
+        metrics.CONNECTIONS.inc()
         self._pings.add(trio.current_time() + self.ping_interval * random.uniform(0.5, 1.0), key)
         self._watch_token(key)
         actor.on_identity = partial(self._watch_token, key)
@@ -114,6 +116,7 @@ class ConnectionDirectory:
             await actor.run()
         finally:
             del self._live[key]
+            metrics.CONNECTIONS.dec()
             if not self._live:
                 self._emptied.set()
 

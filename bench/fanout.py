@@ -547,6 +547,7 @@ def part_ingest(servers, args, results) -> None:
             row = {"part": "ingest", "server": server.name, "round": rnd,
                    "clients": info["connections"], "inflight": args.inflight,
                    "acks": res["acks"], "errors": res["errors"],
+                   "first_error": res.get("first_error"),
                    "acks_per_s": round(res["acks_per_s"]), "closed": res["closed"],
                    "server_cpu_pct": round(100 * cpu / res["seconds"], 1),
                    "us_per_ack": round(cpu / max(res["acks"], 1) * 1e6, 1)}

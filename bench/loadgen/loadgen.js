@@ -44,6 +44,7 @@ function jwt(secret, sub) {
 const BUCKETS = 600000;
 let hist = new Uint32Array(BUCKETS);
 let received = 0, other = 0, maxLat = 0, errors = 0, acks = 0, closed = 0, disorder = 0;
+let firstError = null;  // the text of the first error frame, for the report
 function reset() {
   hist = new Uint32Array(BUCKETS); received = 0; other = 0; maxLat = 0; errors = 0; acks = 0;
   disorder = 0;
@@ -138,7 +139,11 @@ class Client {
     if (text.startsWith('{"type":"comment"')) { onStamped(text, this); storm.progress(this); return; }
     if (text.startsWith('{"type":"subscribed"')) { this.onSubscribed(JSON.parse(text)); return; }
     if (text.startsWith('{"type":"ack"')) { this.onReply(true); return; }
-    if (text.startsWith('{"type":"error"')) { this.onReply(false); return; }
+    if (text.startsWith('{"type":"error"')) {
+      if (firstError === null) firstError = text.slice(0, 300);
+      this.onReply(false);
+      return;
+    }
     // key order may differ: fall back to a parse
     let msg;
     try { msg = JSON.parse(text); } catch (e) { other++; return; }
@@ -231,7 +236,8 @@ function go() {
   setTimeout(() => {
     running = false;
     const secs = (now() - t0) / 1000;
-    out({ event: "ingest", acks, errors, seconds: secs, acks_per_s: acks / secs, closed });
+    out({ event: "ingest", acks, errors, seconds: secs, acks_per_s: acks / secs, closed,
+          first_error: firstError });
   }, cfg.duration * 1000);
 }
 

@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def front_config(settings: Settings) -> FrontConfig:
     """The front door for ``settings``, its connection cap fitted to the descriptor limit."""
-    pools = settings.redis_pool_size + settings.database_pool_size
+    pools = (settings.redis_pool_size + settings.database_pool_size
+             + settings.database_hot_pool_size)
     return FrontConfig.from_settings(settings,
                                      connection_capacity(settings.max_connections, pools))
 

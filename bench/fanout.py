@@ -235,17 +235,17 @@ class Engage:
             delete_prefix(REDIS_URL, self.prefix)
 
 
-class SocketIO:
-    name = "socketio"
+class ChildServer:
+    """A reference server run as a child that prints ``{"port": N}`` when it listens."""
 
-    def __init__(self, tag: str, logdir: Path) -> None:
-        self.prefix = f"sio-bench-{tag}:"
+    name = ""
+    stop_signal = signal.SIGTERM
+
+    def _start(self, cmd: list[str], logfile: Path, **popen) -> None:
         self.secret = ""
-        self.logfile = logdir / f"socketio-{tag}.log"
-        self.err = open(self.logfile, "w")
-        env = {**os.environ, "PORT": "0", "REDIS_URL": REDIS_URL, "PREFIX": self.prefix}
-        self.lp = LineProc([NODE, "server.js"], env=env, cwd=ROOT / "bench" / "socketio",
-                           stderr=self.err)
+        self.logfile = logfile
+        self.err = open(logfile, "w")
+        self.lp = LineProc(cmd, stderr=self.err, **popen)
         self.port = self.lp.readline(30)["port"]
         self.pid = self.lp.pid
 
@@ -253,14 +253,38 @@ class SocketIO:
         return f"http://127.0.0.1:{self.port}/publish/{CONTENT}", {}
 
     def stop(self) -> None:
-        self.lp.proc.send_signal(signal.SIGTERM)
+        self.lp.proc.send_signal(self.stop_signal)
         try:
             self.lp.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.lp.proc.kill()
             self.lp.proc.wait()
         self.err.close()
+
+
+class SocketIO(ChildServer):
+    name = "socketio"
+
+    def __init__(self, tag: str, logdir: Path) -> None:
+        self.prefix = f"sio-bench-{tag}:"
+        env = {**os.environ, "PORT": "0", "REDIS_URL": REDIS_URL, "PREFIX": self.prefix}
+        self._start([NODE, "server.js"], logdir / f"socketio-{tag}.log", env=env,
+                    cwd=ROOT / "bench" / "socketio")
+
+    def stop(self) -> None:
+        super().stop()
         delete_prefix(REDIS_URL, self.prefix)
+
+
+class TrioFloor(ChildServer):
+    """``bench/floor_server.py``: raw trio + wsproto, one frame written to every member."""
+
+    name = "floor"
+    stop_signal = signal.SIGINT
+
+    def __init__(self, tag: str, logdir: Path) -> None:
+        self._start([sys.executable, str(ROOT / "bench" / "floor_server.py")],
+                    logdir / f"floor-{tag}.log")
 
 
 class LoadGroup:
@@ -298,33 +322,6 @@ class LoadGroup:
     def close(self) -> None:
         for proc in self.procs:
             proc.close()
-
-
-class TrioFloor:
-    """``bench/floor_server.py``: raw trio + wsproto, one frame written to every member."""
-
-    name = "floor"
-
-    def __init__(self, tag: str, logdir: Path) -> None:
-        self.secret = ""
-        self.logfile = logdir / f"floor-{tag}.log"
-        self.err = open(self.logfile, "w")
-        self.lp = LineProc([sys.executable, str(ROOT / "bench" / "floor_server.py")],
-                           stderr=self.err)
-        self.port = self.lp.readline(30)["port"]
-        self.pid = self.lp.pid
-
-    def publish_target(self):
-        return f"http://127.0.0.1:{self.port}/publish/{CONTENT}", {}
-
-    def stop(self) -> None:
-        self.lp.proc.send_signal(signal.SIGINT)
-        try:
-            self.lp.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.lp.proc.kill()
-            self.lp.proc.wait()
-        self.err.close()
 
 
 def loadgen(server, *, n: int, processes: int = 1, **config) -> LoadGroup:

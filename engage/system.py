@@ -139,15 +139,16 @@ async def _open_native(url: str) -> AsyncIterator[RespConnection | None]:
 
 @asynccontextmanager
 async def _open_native_postgres(settings: Settings) -> AsyncIterator[PgPool | None]:
-    """The trio-native pool for new comments' statements; None where it
-    cannot follow the URL (asyncpg, on the bridge, keeps them)."""
+    """The trio-native pool for the per-request statements (new comments,
+    the flush, an item's load and author); None where it cannot follow the
+    URL (asyncpg, on the bridge, keeps them)."""
     if settings.database_hot_pool_size <= 0:
         yield None
         return
     try:
         pool = PgPool.from_url(settings.database_url, settings.database_hot_pool_size)
     except StoreError as exc:
-        log.info("new comments go through asyncpg: %s", exc)
+        log.info("the hot Postgres statements go through asyncpg: %s", exc)
         yield None
         return
     try:

@@ -78,7 +78,8 @@ class PostgresComments(PostgresStore):
             NotFound: ``parent_not_found`` (missing, deleted or not visible).
             ValidationError: ``parent_elsewhere``.
         """
-        return await self._call(self._aio_create, content_id, author, body, parent, status)
+        comment, _ = await self._run(self._insert, content_id, author, body, parent, status)
+        return comment
 
     async def create_many(self, content_id: str,
                           rows: Sequence[tuple[str, str, int | None, str]]
@@ -139,12 +140,6 @@ class PostgresComments(PostgresStore):
         return await self._call(self._aio_threads, content_id, sort, after, limit)
 
     # -- asyncio side ------------------------------------------------------------
-
-    async def _aio_create(self, content_id: str, author: str, body: str,
-                          parent: int | None, status: str) -> Comment:
-        async with self.pool.acquire(timeout=PG_CONNECT_TIMEOUT) as conn:
-            comment, _ = await self._insert(conn, content_id, author, body, parent, status)
-        return comment
 
     @classmethod
     async def _insert_many(cls, conn, content_id: str, rows: list

@@ -361,8 +361,8 @@ class ConnectionActor:
         self.subscriptions.add(target.subject)
         state: dict = {}
         if target.key == "content":
-            if joined.counts is not None:  # live here: the router's latest counts
-                state = dict(joined.counts)
+            if joined.counts is not None:  # live here: the router's latest counts (a copy)
+                state = joined.counts
             else:
                 counts = await self.context.content.ask(target.value, GetCounts(), OP_TIMEOUT)
                 state = counts.as_dict(target.value)

@@ -30,9 +30,9 @@ from typing import Any
 
 import trio
 
+from engage import metrics
 from engage.actors.connection.actor import ConnectionActor
 from engage.actors.connection.context import ConnectionContext
-from engage import metrics
 from engage.actors.connection.timers import Timers
 from engage.auth import Identity
 from engage.errors import TooManyChildren
